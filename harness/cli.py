@@ -1,0 +1,179 @@
+"""Command line: a thin typer front over the pipeline. Heavy modules are imported inside commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from harness.errors import HarnessError, UserInputError
+
+app = typer.Typer(
+    help="Self-hosted evaluation harness for code models (HumanEval, HumanEval+, SWE-bench).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+sandbox_app = typer.Typer(help="Build and inspect the execution sandbox.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+HUMANEVAL_DATASETS = ("humaneval", "humaneval-plus")
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+@app.command()
+def evaluate(
+    target: str = typer.Argument(..., help="Benchmark: humaneval (or humaneval-plus)."),
+    samples: Path = typer.Argument(..., help="Samples JSONL: {task_id, completion} or {task_id, solution}."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes)."),
+    dataset: str = typer.Option(None, "--dataset", help="humaneval | humaneval-plus (default: the target)."),
+    dataset_path: Path = typer.Option(
+        None, "--dataset-path", help="Local dataset file instead of the default."
+    ),
+    sandbox: str = typer.Option("auto", "--sandbox", help="auto | docker | bwrap."),
+    workers: int = typer.Option(
+        os.cpu_count() or 2, "--workers", "-j", help="Sandbox instances in parallel."
+    ),
+    timeout: float = typer.Option(
+        None, "--timeout", help="Seconds per sample (default 3.0 for HumanEval, 20.0 for HumanEval+)."
+    ),
+    model_name: str = typer.Option(
+        None, "--model-name", help="Label in results (default: samples file name)."
+    ),
+    limit: int = typer.Option(None, "--limit", help="Grade only the first N tasks of the samples file."),
+    seed: int = typer.Option(1234, "--seed", help="Bootstrap seed for the pass@1 CI."),
+    memory_mb: int = typer.Option(1024, "--memory-mb", help="Memory limit per sample (MB)."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Exit 0 even with infra errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary table."),
+) -> None:
+    """Grade a samples file produced by anyone, in a sandbox, with resume."""
+    import time
+
+    from harness.benchmarks.humaneval import HumanEval, HumanEvalPlus
+    from harness.pipeline import GradeRequest, grade
+    from harness.samples import read_samples
+    from harness.sandbox.base import Limits
+
+    name = dataset or target
+    if target not in HUMANEVAL_DATASETS:
+        raise UserInputError(
+            f"unknown benchmark {target!r}; expected one of: {', '.join(HUMANEVAL_DATASETS)}"
+        )
+    if name not in HUMANEVAL_DATASETS:
+        raise UserInputError(f"--dataset {name!r}: expected one of: {', '.join(HUMANEVAL_DATASETS)}")
+    if dataset_path is not None and not dataset_path.is_file():
+        raise UserInputError(f"--dataset-path {dataset_path}: no such file")
+    if workers < 1 or (timeout is not None and timeout <= 0) or (limit is not None and limit < 1):
+        raise UserInputError("--workers, --timeout and --limit must be positive")
+    bench = (HumanEvalPlus if name == "humaneval-plus" else HumanEval)(dataset_path)
+    timeout_s = timeout if timeout is not None else bench.default_timeout_s
+    sf = read_samples(samples, bench, timeout_s, limit)
+    info = bench.info()
+    req = GradeRequest(
+        benchmark=name,
+        dataset=info.__dict__,
+        model_name=model_name or samples.name.split(".")[0],
+        out_dir=out,
+        sandbox=sandbox,
+        workers=workers,
+        timeout_s=timeout_s,
+        bootstrap_seed=seed,
+        quiet=quiet,
+        limits=Limits(memory_mb=memory_mb),
+        extra_provenance={"samples_file": str(samples), "samples_sha256": sf.sha256, "limit": limit},
+    )
+    t0 = time.monotonic()
+    results = grade(sf.jobs, req)
+    if not quiet:
+        print_summary(results, time.monotonic() - t0, out)
+    if not results["complete"] and not allow_incomplete:
+        _err(f"run incomplete: {results['incomplete_reason']}")
+        raise typer.Exit(1)
+
+
+def print_summary(results: dict, wall_s: float, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{results['benchmark']} - {results['model']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    m = results["metrics"]
+    for k, v in m.items():
+        if k.startswith("pass@") and not k.endswith("ci95"):
+            table.add_row(k, f"{v:.4f}")
+    if "pass@1_ci95" in m:
+        lo, hi = m["pass@1_ci95"]
+        table.add_row("pass@1 95% CI", f"[{lo:.4f}, {hi:.4f}]")
+    c = results["counts"]
+    table.add_row("tasks / samples", f"{c['tasks']} / {c['samples']}")
+    for s in ("passed", "failed", "timeout", "error", "infra_error"):
+        table.add_row(s, str(c[s]))
+    graded = results["provenance"].get("graded_this_session", 0)
+    table.add_row("wall time", f"{wall_s:.2f} s ({graded} graded now)")
+    table.add_row("complete", "yes" if results["complete"] else "NO")
+    Console().print(table)
+    print(f"results: {out / 'results.json'}")
+
+
+@app.command("list")
+def list_() -> None:
+    """Show the registered benchmarks, model backends and sandboxes."""
+    from harness.registry import BENCHMARKS, MODEL_BACKENDS, SANDBOXES
+
+    for reg in (BENCHMARKS, MODEL_BACKENDS, SANDBOXES):
+        print(f"{reg.plural}:")
+        for e in reg.entries():
+            print(f"  {e.name:<16} {e.summary}")
+        if not reg.entries():
+            print("  (none yet)")
+
+
+@app.command()
+def doctor() -> None:
+    """Report the state of Docker, the sandbox image and bubblewrap."""
+    from harness.doctor import report
+
+    ok = report()
+    raise typer.Exit(0 if ok else 3)
+
+
+@sandbox_app.command("build")
+def sandbox_build(
+    offline: bool = typer.Option(False, "--offline", help="Build from a debootstrap root filesystem."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the image exists."),
+) -> None:
+    """Build the execution image (from the Dockerfile, or offline; falls back to offline)."""
+    from harness.sandbox.image import build
+
+    tag = build(offline=offline, log=lambda s: print(s, file=sys.stderr), force=force)
+    print(tag)
+
+
+@sandbox_app.command("prune")
+def sandbox_prune() -> None:
+    """Remove sandbox containers left behind by killed runs."""
+    from harness.sandbox.docker import LABEL, docker_client
+
+    n = 0
+    for c in docker_client().containers.list(all=True, filters={"label": LABEL}):
+        c.remove(force=True)
+        n += 1
+    print(f"removed {n} container(s)")
+
+
+def main() -> None:
+    """Console entry point: HarnessError becomes a one-line message and its exit code."""
+    try:
+        app()
+    except HarnessError as e:
+        _err(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted; re-run the same command to resume")
+        sys.exit(130)

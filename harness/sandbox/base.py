@@ -1,0 +1,224 @@
+"""Sandbox protocol, the runner client and the warm pool shared by every sandbox kind.
+
+A sandbox kind (docker, bwrap) only knows how to start one isolated instance of
+`runner.py` and give back a byte channel to it; the pool runs jobs on N instances in parallel,
+replaces an instance that dies, retries its job once, and reports what still fails as
+`infra_error`.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import SandboxDied
+from harness.records import ExecJob, ExecResult, Status
+
+RUNNER_PATH = Path(__file__).with_name("runner.py")
+
+
+def runner_source() -> str:
+    """The runner's source, sent to each instance at start (so images need no rebuild for it)."""
+    return RUNNER_PATH.read_text()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-job and per-instance resource limits."""
+
+    memory_mb: int = 1024  # per job (RLIMIT_AS above the runner's own size)
+    instance_memory_mb: int = 2048  # per container (cgroup); bwrap has no cgroup
+    pids: int = 128  # per container (cgroup)
+    nproc: int = 256  # per job RLIMIT_NPROC where uids are not shared (bwrap's user namespace)
+    file_mb: int = 32  # largest file a job may write
+    tmpfs_mb: int = 256
+    output_bytes: int = 4096  # captured output kept per job
+    cpus: float = 1.0  # per container
+
+    def runner_message(self, use_nproc: bool) -> dict:
+        return {
+            "limits": {
+                "memory_bytes": self.memory_mb << 20,
+                "file_bytes": self.file_mb << 20,
+                "output_bytes": self.output_bytes,
+                "nproc": self.nproc if use_nproc else None,
+                "tmpdir": "/tmp",
+            }
+        }
+
+
+class Channel(ABC):
+    """A line-oriented byte channel to one runner instance."""
+
+    @abstractmethod
+    def send(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def recv_line(self, timeout: float) -> bytes:
+        """One line without its newline; raises SandboxDied on EOF or timeout."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def diagnostics(self) -> str:
+        """Whatever the instance printed on stderr (for error messages)."""
+        return ""
+
+
+class Instance:
+    """One running runner: send a job, read its answer."""
+
+    def __init__(self, channel: Channel, limits: Limits, use_nproc: bool, start_timeout: float = 60.0):
+        self.channel = channel
+        self._next_id = 0
+        line = channel.recv_line(start_timeout)
+        try:
+            self.info = json.loads(line)
+        except ValueError as e:
+            raise SandboxDied(f"runner did not start: {line[:200]!r} {channel.diagnostics()}") from e
+        channel.send((json.dumps(limits.runner_message(use_nproc)) + "\n").encode())
+
+    def execute(self, job: ExecJob, grace_s: float = 10.0) -> ExecResult:
+        self._next_id += 1
+        msg = {"id": self._next_id, "program": job.program, "timeout": job.timeout_s}
+        self.channel.send((json.dumps(msg) + "\n").encode())
+        line = self.channel.recv_line(job.timeout_s + grace_s)
+        try:
+            res = json.loads(line)
+            assert res["id"] == self._next_id
+            return ExecResult(
+                Status(res["status"]), float(res["duration_s"]), res.get("detail", ""), res.get("output", "")
+            )
+        except (ValueError, KeyError, AssertionError) as e:
+            raise SandboxDied(f"bad answer from runner: {line[:200]!r}") from e
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class Sandbox(ABC):
+    """A kind of sandbox: starts isolated runner instances and describes itself for provenance."""
+
+    kind: str = "?"
+
+    def __init__(self, workers: int, limits: Limits | None = None) -> None:
+        self.workers = max(1, workers)
+        self.limits = limits or Limits()
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise EnvironmentNotReady, with the command that fixes it, if this sandbox cannot start."""
+
+    @abstractmethod
+    def start_instance(self) -> Instance: ...
+
+    def cleanup(self) -> None:
+        """Remove anything left behind by instances (called once at the end)."""
+        return None
+
+    def provenance(self) -> dict:
+        import hashlib
+
+        return {
+            "kind": self.kind,
+            "workers": self.workers,
+            "limits": self.limits.__dict__,
+            "runner_sha256": hashlib.sha256(runner_source().encode()).hexdigest(),
+        }
+
+
+@dataclass
+class PoolStats:
+    replaced: int = 0
+    retried: int = 0
+    runner_info: dict = field(default_factory=dict)
+
+
+def run_pool(
+    sandbox: Sandbox,
+    jobs: Iterable[ExecJob],
+    on_result: Callable[[ExecJob, ExecResult, int], None],
+    stop: threading.Event | None = None,
+) -> PoolStats:
+    """Run every job on `sandbox.workers` warm instances; call on_result(job, result, attempts).
+
+    on_result is called from the caller's thread, in completion order. A job whose instance
+    dies is retried once on a fresh instance; if that fails too it is reported as infra_error.
+    """
+    stop = stop or threading.Event()
+    todo: queue.Queue[ExecJob | None] = queue.Queue()
+    done: queue.Queue[tuple[ExecJob, ExecResult, int] | BaseException] = queue.Queue()
+    n_jobs = 0
+    for job in jobs:
+        todo.put(job)
+        n_jobs += 1
+    stats = PoolStats()
+    lock = threading.Lock()
+    n_workers = min(sandbox.workers, n_jobs)
+
+    def worker() -> None:
+        inst: Instance | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    return
+                assert job is not None
+                attempts, result, failure = 0, None, ""
+                while attempts < 2 and result is None:
+                    attempts += 1
+                    try:
+                        if inst is None:
+                            inst = sandbox.start_instance()
+                            with lock:
+                                stats.runner_info = inst.info
+                        result = inst.execute(job)
+                    except SandboxDied as e:
+                        failure = str(e)
+                        if inst is not None:
+                            inst.close()
+                            inst = None
+                            with lock:
+                                stats.replaced += 1
+                        if attempts < 2:
+                            with lock:
+                                stats.retried += 1
+                if result is None:
+                    result = ExecResult(Status.INFRA_ERROR, 0.0, f"sandbox failed twice: {failure}"[:500])
+                done.put((job, result, attempts))
+        except BaseException as e:  # surfaced in the caller's thread
+            done.put(e)
+        finally:
+            if inst is not None:
+                inst.close()
+
+    threads = [threading.Thread(target=worker, daemon=True, name=f"sandbox-{i}") for i in range(n_workers)]
+    for t in threads:
+        t.start()
+    received = 0
+    try:
+        while received < n_jobs:
+            try:
+                item = done.get(timeout=0.5)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and done.empty():
+                    break
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            received += 1
+            on_result(*item)
+    finally:
+        stop.set()
+        deadline = time.monotonic() + 30
+        for t in threads:
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        sandbox.cleanup()
+    return stats

