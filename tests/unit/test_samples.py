@@ -130,7 +130,7 @@ def test_dataset_checksum_is_verified(tmp_path, monkeypatch):
     fake = tmp_path / HUMANEVAL_PLUS_FILE
     fake.write_bytes(b"not the release")
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
-    with pytest.raises(UserInputError, match="is not that of the v0.1.10 release"):
+    with pytest.raises(UserInputError, match=r"is not that of the v0\.1\.10 release"):
         HumanEvalPlus()
 
 

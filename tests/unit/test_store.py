@@ -37,7 +37,7 @@ def test_newest_row_wins_and_finalize_rewrites(tmp_path):
         store.append(_row(0, Status.INFRA_ERROR))
         store.append(_row(0, Status.FAILED))
         graded = store.graded()
-        assert list(graded.values())[0].status is Status.FAILED
+        assert next(iter(graded.values())).status is Status.FAILED
         store.finalize_samples(graded.values())
     assert len((run / "samples.jsonl").read_text().splitlines()) == 1
 
