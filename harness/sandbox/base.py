@@ -185,8 +185,8 @@ def run_pool(
                         if inst is not None:
                             inst.close()
                             inst = None
-                            with lock:
-                                stats.replaced += 1
+                        with lock:
+                            stats.replaced += 1  # died while starting or while running a job
                         if attempts < 2:
                             with lock:
                                 stats.retried += 1

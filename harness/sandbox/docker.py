@@ -163,6 +163,7 @@ class DockerSandbox(Sandbox):
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             ulimits=[{"Name": "core", "Soft": 0, "Hard": 0}],
+            auto_remove=True,  # a container whose runner exited is removed by the engine
         )
         try:
             created = api.create_container(
@@ -170,7 +171,8 @@ class DockerSandbox(Sandbox):
                 command=["python3", "-I", "-u", "-c", runner_source()],
                 user="65534:65534",
                 working_dir="/tmp",
-                stdin_open=True,
+                stdin_open=True,  # with detach=False the SDK sets StdinOnce: when our attach closes
+                # (even by kill -9) the runner reads EOF and exits, and auto_remove deletes the container
                 tty=False,
                 network_disabled=True,
                 environment={
