@@ -155,7 +155,9 @@ def run_pool(
     todo: queue.Queue[ExecJob | None] = queue.Queue()
     done: queue.Queue[tuple[ExecJob, ExecResult, int] | BaseException] = queue.Queue()
     n_jobs = 0
-    for job in jobs:
+    # Longest program first: the programs with the largest tests (HumanEval+'s) tend to run longest,
+    # and starting them early keeps one slow job from becoming the tail of the whole run.
+    for job in sorted(jobs, key=lambda j: -len(j.program)):
         todo.put(job)
         n_jobs += 1
     stats = PoolStats()

@@ -133,8 +133,7 @@ def _child(job, nonce, w_res, w_out, limits):
     """Runs in the forked child; never returns."""
     try:
         os.setsid()
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
+        os.dup2(limits["_devnull"], 0)
         os.dup2(w_out, 1)
         os.dup2(w_out, 2)
         try:
@@ -144,7 +143,7 @@ def _child(job, nonce, w_res, w_out, limits):
             pass
         mem = limits.get("memory_bytes")
         if mem:
-            cap = _vm_size_bytes() + mem
+            cap = limits["_vm_base"] + mem
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         cpu = int(job["timeout"]) + 2
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
@@ -293,7 +292,10 @@ def run_job(job, limits, am_init):
         wait_status = early_status
     for fd in (r_res, r_out) + ((pidfd,) if pidfd is not None else ()):
         os.close(fd)
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        os.rmdir(workdir)  # the common case: the program left nothing behind
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
     output = out_buf.decode("utf-8", "replace")
     if timed_out:
         return {
@@ -359,15 +361,20 @@ def main():
     gc.freeze()  # children's collections then skip the runner's objects: fewer copy-on-write faults
     reader = os.fdopen(proto_in, "rb")
     writer = os.fdopen(proto_out, "wb")
-    limits = {}
+    limits = {"_close_fds": (proto_in, proto_out), "_devnull": devnull}
+    njobs = 0
     writer.write((json.dumps(info) + "\n").encode())
     writer.flush()
     for line in reader:
         msg = json.loads(line)
         if "limits" in msg:
             limits = dict(msg["limits"])
+            limits["_close_fds"] = (proto_in, proto_out)
+            limits["_devnull"] = devnull
             continue
-        limits["_close_fds"] = (proto_in, proto_out, devnull)
+        if njobs % 64 == 0:  # the runner's own size, above which a job may allocate
+            limits["_vm_base"] = _vm_size_bytes()
+        njobs += 1
         result = run_job(msg, limits, am_init)
         result["id"] = msg.get("id")
         writer.write((json.dumps(result) + "\n").encode())

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh Debian machine, as root: system packages, a running Docker engine,
+# the project venv (.venv) and the sandbox image. Safe to run again; it skips what is there.
+#   bash scripts/setup.sh            # core: grading in Docker / bubblewrap, tests
+#   bash scripts/setup.sh --vllm     # also vLLM for CPU (or GPU wheels where CUDA is present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WITH_VLLM=0
+for arg in "$@"; do
+  case "$arg" in
+    --vllm) WITH_VLLM=1 ;;
+    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "[setup] $*" >&2; }
+
+# 1. Debian packages: the Docker engine, debootstrap (offline image), bubblewrap, chromium (pages).
+packages=(docker.io debootstrap bubblewrap git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv python3-pip)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. A running Docker engine.
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  (setsid dockerd >/var/log/harness-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/harness-dockerd.log" >&2; exit 1; }
+fi
+
+# 3. The project venv.
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  python3 -m venv .venv
+fi
+stamp=".venv/.harness-installed-$(sha256sum pyproject.toml | cut -c1-16)-$WITH_VLLM"
+if [ ! -e "$stamp" ]; then
+  log "installing the harness into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  if [ "$WITH_VLLM" = 1 ]; then
+    bash scripts/install-vllm.sh .venv
+  fi
+  touch "$stamp"
+fi
+
+# 4. The sandbox image (from the Dockerfile where a registry answers, else offline).
+.venv/bin/harness sandbox build >&2
+log "ready"
