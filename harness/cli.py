@@ -28,9 +28,9 @@ def _err(msg: str) -> None:
 
 @app.command()
 def evaluate(
-    target: str = typer.Argument(..., help="Benchmark: humaneval (or humaneval-plus)."),
-    samples: Path = typer.Argument(..., help="Samples JSONL: {task_id, completion} or {task_id, solution}."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-running resumes)."),
+    target: str = typer.Argument(..., help="Benchmark (humaneval, humaneval-plus) or a run directory."),
+    samples: Path = typer.Argument(None, help="Samples JSONL: {task_id, completion} or {task_id, solution}."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run directory (created; re-running resumes)."),
     dataset: str = typer.Option(None, "--dataset", help="humaneval | humaneval-plus (default: the target)."),
     dataset_path: Path = typer.Option(
         None, "--dataset-path", help="Local dataset file instead of the default."
@@ -51,8 +51,16 @@ def evaluate(
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Exit 0 even with infra errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary table."),
 ) -> None:
-    """Grade a samples file produced by anyone, in a sandbox, with resume."""
+    """Grade a samples file produced by anyone (or a run directory's generations), in a sandbox, with resume."""
     import time
+
+    if Path(target).is_dir():
+        _evaluate_run_dir(Path(target), sandbox, workers, quiet, allow_incomplete)
+        return
+    if samples is None or out is None:
+        raise UserInputError(
+            "usage: harness evaluate humaneval SAMPLES.jsonl --out DIR (or harness evaluate RUN_DIR)"
+        )
 
     from harness.benchmarks.humaneval import HumanEval, HumanEvalPlus
     from harness.pipeline import GradeRequest, grade
@@ -89,10 +97,111 @@ def evaluate(
     )
     t0 = time.monotonic()
     results = grade(sf.jobs, req)
+    _finish(results, time.monotonic() - t0, out, quiet, allow_incomplete)
+
+
+def _evaluate_run_dir(run_dir: Path, sandbox: str, workers: int, quiet: bool, allow_incomplete: bool) -> None:
+    import time
+
+    from harness.run import benchmark_for, evaluate_stage, load_run, select_tasks
+
+    cfg = load_run(run_dir)
+    bench = benchmark_for(cfg)
+    t0 = time.monotonic()
+    results = evaluate_stage(
+        cfg,
+        run_dir,
+        select_tasks(cfg, bench),
+        bench,
+        quiet,
+        sandbox=None if sandbox == "auto" else sandbox,
+        workers=workers,
+    )
+    _finish(results, time.monotonic() - t0, run_dir, quiet, allow_incomplete)
+
+
+def _finish(results: dict, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:
     if not quiet:
-        print_summary(results, time.monotonic() - t0, out)
+        print_summary(results, wall_s, out)
     if not results["complete"] and not allow_incomplete:
         _err(f"run incomplete: {results['incomplete_reason']}")
+        raise typer.Exit(1)
+
+
+def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resume: Path | None):
+    from harness.config import load_config
+    from harness.run import load_run
+
+    if resume is not None:
+        if config is not None or sets:
+            raise UserInputError("--resume takes the run directory's own config; drop CONFIG and --set")
+        return load_run(resume)
+    if config is None:
+        raise UserInputError(
+            "usage: harness run CONFIG.yaml [--set key=value] (or harness run --resume RUN_DIR)"
+        )
+    overrides = list(sets) + ([f"benchmark.limit={limit}"] if limit else [])
+    return load_config(config, overrides)
+
+
+def _preflight(cfg, with_sandbox: bool) -> None:
+    from harness.models.base import make_backend
+    from harness.sandbox import make_sandbox
+
+    make_backend(cfg.model, None).preflight()
+    if with_sandbox:
+        make_sandbox(cfg.sandbox.kind, 1)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(None, help="Run config (YAML)."),
+    sets: list[str] = typer.Option([], "--set", help="Override a field: --set sampling.n=20 (repeatable)."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N tasks."),
+    out: Path = typer.Option(Path("results"), "--out", help="Parent directory of run directories."),
+    run_id: str = typer.Option(None, "--run-id", help="Run directory name (default: model-benchmark-time)."),
+    resume: Path = typer.Option(None, "--resume", help="Complete an interrupted run directory."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Exit 0 even if incomplete."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Generate with the configured backend, grade in the sandbox, write results with provenance."""
+    import time
+
+    from harness.run import new_run_dir
+    from harness.run import run as run_pipeline
+
+    cfg = _load_for_run(config, sets, limit, resume)
+    _preflight(cfg, with_sandbox=True)
+    run_dir = resume if resume is not None else new_run_dir(cfg, out, run_id)
+    if not quiet:
+        print(f"run directory: {run_dir}", file=sys.stderr)
+    t0 = time.monotonic()
+    results = run_pipeline(cfg, run_dir, quiet)
+    _finish(results, time.monotonic() - t0, run_dir, quiet, allow_incomplete)
+
+
+@app.command()
+def generate(
+    config: Path = typer.Argument(None, help="Run config (YAML)."),
+    sets: list[str] = typer.Option([], "--set", help="Override a field (repeatable)."),
+    limit: int = typer.Option(None, "--limit"),
+    out: Path = typer.Option(Path("results"), "--out"),
+    run_id: str = typer.Option(None, "--run-id"),
+    resume: Path = typer.Option(None, "--resume"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Only the generation half: writes generations.jsonl; grade later with `harness evaluate RUN_DIR`."""
+    from harness.run import new_run_dir
+    from harness.run import run as run_pipeline
+
+    cfg = _load_for_run(config, sets, limit, resume)
+    _preflight(cfg, with_sandbox=False)
+    run_dir = resume if resume is not None else new_run_dir(cfg, out, run_id)
+    gen = run_pipeline(cfg, run_dir, quiet, stages=("generate",))
+    errors = sum(s.get("errors", 0) for s in gen.get("sessions", [])[-1:])
+    print(run_dir)
+    if errors:
+        _err(f"{errors} generation(s) failed; `harness generate --resume {run_dir}` retries them")
         raise typer.Exit(1)
 
 
@@ -112,8 +221,9 @@ def print_summary(results: dict, wall_s: float, out: Path) -> None:
         table.add_row("pass@1 95% CI", f"[{lo:.4f}, {hi:.4f}]")
     c = results["counts"]
     table.add_row("tasks / samples", f"{c['tasks']} / {c['samples']}")
-    for s in ("passed", "failed", "timeout", "error", "infra_error"):
-        table.add_row(s, str(c[s]))
+    for s in ("passed", "failed", "timeout", "error", "infra_error", "generation_error"):
+        if s in c:
+            table.add_row(s, str(c[s]))
     graded = results["provenance"].get("graded_this_session", 0)
     table.add_row("wall time", f"{wall_s:.2f} s ({graded} graded now)")
     table.add_row("complete", "yes" if results["complete"] else "NO")

@@ -34,6 +34,8 @@ class GradeRequest:
     quiet: bool = False
     limits: Limits = field(default_factory=Limits)
     extra_provenance: dict = field(default_factory=dict)
+    generation_errors: int = 0  # samples with no answer from the model backend (never scored)
+    expected_samples: int | None = None
 
 
 def check_run_dir(out_dir: Path, benchmark: str, dataset_sha: str) -> None:
@@ -145,15 +147,18 @@ def score(rows: list[SampleResult], req: GradeRequest) -> dict:
     if pairs:
         lo, hi = metrics.bootstrap_ci([c / n for n, c in pairs], req.bootstrap_seed)
         m["pass@1_ci95"] = [lo, hi]
-    complete = counts[Status.INFRA_ERROR.value] == 0
+    complete = counts[Status.INFRA_ERROR.value] == 0 and req.generation_errors == 0
+    reasons = []
+    if counts["infra_error"]:
+        reasons.append(f"{counts['infra_error']} sample(s) hit sandbox failures")
+    if req.generation_errors:
+        reasons.append(f"{req.generation_errors} sample(s) have no generation (backend errors)")
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "benchmark": req.benchmark,
         "model": req.model_name,
         "complete": complete,
-        "incomplete_reason": None
-        if complete
-        else f"{counts['infra_error']} sample(s) hit sandbox failures; re-run the same command to retry them",
+        "incomplete_reason": None if complete else "; ".join(reasons) + "; resume to retry exactly those",
         "metrics": m,
         "counts": {
             "tasks": len(pairs),
@@ -164,6 +169,7 @@ def score(rows: list[SampleResult], req: GradeRequest) -> dict:
             "timeout": counts["timeout"],
             "error": counts["error"],
             "infra_error": counts["infra_error"],
+            "generation_error": req.generation_errors,
         },
         "dataset": req.dataset,
     }

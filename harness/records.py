@@ -115,3 +115,29 @@ class Counts:
 
     def to_json(self) -> dict:
         return {"tasks": self.tasks, "samples": self.samples, **self.by_status}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a backend sends for one task: chat messages or raw completion text."""
+
+    task_id: str
+    messages: list[dict] | None = None
+    text: str | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sample from a backend. `error` set means no answer was obtained (never scored)."""
+
+    task_id: str
+    sample_id: int
+    raw: str | None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    seed: int | None = None
+    error: str | None = None
+    attempts: int = 1

@@ -59,3 +59,15 @@ BENCHMARKS.register(
 )
 SANDBOXES.register("docker", "harness.sandbox.docker:DockerSandbox", "warm pool of locked-down containers")
 SANDBOXES.register("bwrap", "harness.sandbox.bwrap:BwrapSandbox", "bubblewrap namespaces, no daemon needed")
+MODEL_BACKENDS.register("vllm", "harness.models.vllm_engine:VLLMBackend", "in-process vllm.LLM (TP/PP, Ray)")
+MODEL_BACKENDS.register(
+    "vllm-server",
+    "harness.models.vllm_server:VLLMServerBackend",
+    "`vllm serve` subprocess or a running server",
+)
+MODEL_BACKENDS.register(
+    "openai", "harness.models.openai_api:OpenAIBackend", "hosted OpenAI-compatible endpoint"
+)
+MODEL_BACKENDS.register(
+    "transformers", "harness.models.hf_transformers:TransformersBackend", "batched transformers generate"
+)

