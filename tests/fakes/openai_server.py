@@ -1,0 +1,120 @@
+"""An OpenAI-compatible test server on 127.0.0.1 that misbehaves on purpose (fault injection).
+
+Each request is identified by its `seed` (one per sample). `faults[seed]` is a list of what the
+first attempts get, in order: "429" (with Retry-After), "500", "slow" (sleeps past the client's
+timeout), "truncated" (half a JSON body), "drop" (closes the connection without answering),
+"garbage" (200 with a body that is not a completion), "always500" (every attempt). After the
+listed faults the request succeeds with an answer derived from its prompt and seed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeOpenAI:
+    def __init__(self, answer=None, latency_s: float = 0.0, slow_s: float = 5.0) -> None:
+        self.faults: dict[int, list[str]] = {}
+        self.answer = answer or (lambda body: f"answer for seed {body.get('seed')}")
+        self.latency_s = latency_s
+        self.slow_s = slow_s
+        self.attempts: Counter[int] = Counter()
+        self.successes: Counter[int] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.log: dict[int, list[str]] = defaultdict(list)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/health"):
+                    self._send(200, b"")
+                else:
+                    self._send(404, b"{}")
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                seed = int(body.get("seed", -1))
+                with server.lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    n = server.attempts[seed]
+                    server.attempts[seed] += 1
+                plan = server.faults.get(seed, [])
+                fault = "always500" if "always500" in plan else (plan[n] if n < len(plan) else None)
+                server.log[seed].append(fault or "ok")
+                try:
+                    if server.latency_s:
+                        time.sleep(server.latency_s)
+                    self._respond(fault, body, seed)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _respond(self, fault, body, seed):
+                if fault == "429":
+                    self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0.2"})
+                elif fault in ("500", "always500"):
+                    self._send(500, b'{"error": "internal"}')
+                elif fault == "slow":
+                    time.sleep(server.slow_s)
+                    self._send(200, self._completion(body, seed))
+                elif fault == "truncated":
+                    full = self._completion(body, seed)
+                    self._send(200, full[: len(full) // 2], length=len(full))
+                elif fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif fault == "garbage":
+                    self._send(200, b'{"object": "chat.completion", "choices": []}')
+                else:
+                    with server.lock:
+                        server.successes[seed] += 1
+                    self._send(200, self._completion(body, seed))
+
+            def _completion(self, body, seed):
+                text = server.answer(body)
+                if "messages" in body:
+                    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                else:
+                    choice = {"index": 0, "text": text, "finish_reason": "stop"}
+                return json.dumps({"id": f"x-{seed}", "object": "chat.completion", "choices": [choice],
+                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}).encode()
+
+            def _send(self, code, payload, headers=None, length=None):
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(length if length is not None else len(payload)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    if length is not None:
+                        self.close_connection = True
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
