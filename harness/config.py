@@ -127,6 +127,14 @@ ModelConfig = Annotated[
 ]
 
 
+_BACKENDS: dict[str, type[BaseModel]] = {
+    "vllm": VLLMModel,
+    "vllm-server": VLLMServerModel,
+    "openai": OpenAIModel,
+    "transformers": TransformersModel,
+}
+
+
 class BenchmarkConfig(_Strict):
     name: Literal["humaneval", "humaneval-plus"]
     limit: int | None = Field(None, ge=1)
@@ -201,26 +209,18 @@ def _format_error(source: str, err: ValidationError, data: Any) -> str:
 
 
 def _allowed_keys(loc: tuple, data: Any) -> list[str]:
+    """The keys a mapping at `loc` accepts (the backend's own keys under model)."""
     model: Any = RunConfig
     for part in loc:
-        if isinstance(part, int):
+        if part in _BACKENDS:
+            model = _BACKENDS[part]
             continue
-        if part in ("vllm", "vllm-server", "openai", "transformers"):
-            model = {
-                "vllm": VLLMModel,
-                "vllm-server": VLLMServerModel,
-                "openai": OpenAIModel,
-                "transformers": TransformersModel,
-            }[part]
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
+        field = getattr(model, "model_fields", {}).get(part) if model is not None else None
         if field is None:
             return []
         ann = field.annotation
         model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if model is None:
-            return []
-    return sorted(getattr(model, "model_fields", {}))
+    return sorted(getattr(model, "model_fields", {})) if model is not None else []
 
 
 def apply_override(data: dict, assignment: str) -> None:

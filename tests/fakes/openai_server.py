@@ -85,11 +85,21 @@ class FakeOpenAI:
             def _completion(self, body, seed):
                 text = server.answer(body)
                 if "messages" in body:
-                    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    choice = {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
                 else:
                     choice = {"index": 0, "text": text, "finish_reason": "stop"}
-                return json.dumps({"id": f"x-{seed}", "object": "chat.completion", "choices": [choice],
-                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}).encode()
+                return json.dumps(
+                    {
+                        "id": f"x-{seed}",
+                        "object": "chat.completion",
+                        "choices": [choice],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                    }
+                ).encode()
 
             def _send(self, code, payload, headers=None, length=None):
                 try:

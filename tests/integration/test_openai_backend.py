@@ -30,9 +30,20 @@ def _answer_from(humaneval):
 
 def _config(tmp_path, base_url, **model):
     cfg = {
-        "model": {"backend": "openai", "name": "fake-model", "base_url": base_url, "model": "fake-model",
-                  "api": "chat", "api_key_env": "FAKE_API_KEY", "max_concurrency": 4, "max_attempts": 6,
-                  "request_timeout_s": 1.0, "backoff_initial_s": 0.05, "backoff_max_s": 0.5, **model},
+        "model": {
+            "backend": "openai",
+            "name": "fake-model",
+            "base_url": base_url,
+            "model": "fake-model",
+            "api": "chat",
+            "api_key_env": "FAKE_API_KEY",
+            "max_concurrency": 4,
+            "max_attempts": 6,
+            "request_timeout_s": 1.0,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.5,
+            **model,
+        },
         "benchmark": {"name": "humaneval", "limit": N_TASKS},
         "prompt": {"mode": "chat"},
         "sampling": {"temperature": 0.8, "max_tokens": 256, "n": N, "seed": 1234},
@@ -45,22 +56,48 @@ def _config(tmp_path, base_url, **model):
 
 def _run(args, tmp_path):
     env = dict(os.environ, FAKE_API_KEY="sk-test-not-a-secret")
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
 
 
 def _seeds(humaneval):
-    return {(t.task_id, s): request_seed(1234, t.task_id, s) for t in humaneval.tasks[:N_TASKS] for s in range(N)}
+    return {
+        (t.task_id, s): request_seed(1234, t.task_id, s) for t in humaneval.tasks[:N_TASKS] for s in range(N)
+    }
 
 
 def test_faulty_endpoint_loses_and_invents_nothing(humaneval, tmp_path):
     seeds = _seeds(humaneval)
-    plans = [["429", "500"], ["slow"], ["truncated"], ["drop"], ["garbage", "429"], [], ["500", "500", "drop"]]
+    plans = [
+        ["429", "500"],
+        ["slow"],
+        ["truncated"],
+        ["drop"],
+        ["garbage", "429"],
+        [],
+        ["500", "500", "drop"],
+    ]
     with FakeOpenAI(answer=_answer_from(humaneval), slow_s=2.5) as srv:
         for i, seed in enumerate(seeds.values()):
             srv.faults[seed] = plans[i % len(plans)]
-        proc = _run(["run", str(_config(tmp_path, srv.base_url)), "--out", str(tmp_path / "results"),
-                     "--run-id", "r1", "--quiet"], tmp_path)
+        proc = _run(
+            [
+                "run",
+                str(_config(tmp_path, srv.base_url)),
+                "--out",
+                str(tmp_path / "results"),
+                "--run-id",
+                "r1",
+                "--quiet",
+            ],
+            tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr
         assert srv.max_in_flight <= 4
         run_dir = tmp_path / "results" / "r1"
@@ -74,8 +111,11 @@ def test_faulty_endpoint_loses_and_invents_nothing(humaneval, tmp_path):
         assert results["counts"]["samples"] == N_TASKS * N
         prov = results["provenance"]["model"]
         assert prov["base_url"] == srv.base_url and prov["client"]["max_in_flight"] <= 4
-        text = "".join(p.read_text() for p in run_dir.iterdir() if p.is_file() and p.suffix in (".json", ".yaml",
-                                                                                                ".jsonl"))
+        text = "".join(
+            p.read_text()
+            for p in run_dir.iterdir()
+            if p.is_file() and p.suffix in (".json", ".yaml", ".jsonl")
+        )
         assert "sk-test-not-a-secret" not in text and "FAKE_API_KEY" in text
 
 
@@ -86,7 +126,9 @@ def test_failures_are_generation_errors_and_resume_retries_exactly_those(humanev
         for seed in broken:
             srv.faults[seed] = ["always500"]
         cfg = _config(tmp_path, srv.base_url, max_attempts=3)
-        proc = _run(["run", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "r2", "--quiet"], tmp_path)
+        proc = _run(
+            ["run", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "r2", "--quiet"], tmp_path
+        )
         assert proc.returncode == 1 and "incomplete" in proc.stderr
         run_dir = tmp_path / "results" / "r2"
         results = json.loads((run_dir / "results.json").read_text())
@@ -99,7 +141,9 @@ def test_failures_are_generation_errors_and_resume_retries_exactly_those(humanev
         srv.faults.clear()
         proc = _run(["run", "--resume", str(run_dir), "--quiet"], tmp_path)
         assert proc.returncode == 0, proc.stderr
-        new = {s: srv.attempts[s] - before.get(s, 0) for s in srv.attempts if srv.attempts[s] != before.get(s, 0)}
+        new = {
+            s: srv.attempts[s] - before.get(s, 0) for s in srv.attempts if srv.attempts[s] != before.get(s, 0)
+        }
         assert new == {s: 1 for s in broken}
         results = json.loads((run_dir / "results.json").read_text())
         assert results["complete"] and results["counts"]["samples"] == N_TASKS * N
@@ -109,7 +153,11 @@ def test_failures_are_generation_errors_and_resume_retries_exactly_those(humanev
 def test_missing_api_key_fails_before_anything(tmp_path):
     cfg = _config(tmp_path, "http://127.0.0.1:9/v1")
     env = {k: v for k, v in os.environ.items() if k != "FAKE_API_KEY"}
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(cfg), "--out", str(tmp_path / "res")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(cfg), "--out", str(tmp_path / "res")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2 and "FAKE_API_KEY is not set" in proc.stderr
     assert not (tmp_path / "res").exists()
