@@ -10,6 +10,7 @@ listed faults the request succeeds with an answer derived from its prompt and se
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -35,6 +36,12 @@ class FakeOpenAI:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                # Headers and body go out in separate writes: without this, Nagle plus delayed ACKs
+                # add ~40 ms to every keep-alive response.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/health"):
@@ -128,3 +135,16 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+if __name__ == "__main__":
+    # Standalone (for benchmarks: a server in its own process does not share the client's GIL).
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency", type=float, default=0.0)
+    a = ap.parse_args()
+    with FakeOpenAI(latency_s=a.latency) as srv:
+        print(srv.base_url, flush=True)
+        sys.stdin.read()  # serve until the parent closes our stdin

@@ -101,7 +101,7 @@ def test_set_overrides_and_env_expansion(tmp_path, monkeypatch):
     monkeypatch.delenv("FAKE_BASE")
     with pytest.raises(UserInputError, match="FAKE_BASE is not set"):
         load_config(f)
-    with pytest.raises(UserInputError, match="expected key.path=value"):
+    with pytest.raises(UserInputError, match=r"expected key\.path=value"):
         load_config(f, ["sampling.n"])
 
 
