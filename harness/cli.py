@@ -32,19 +32,13 @@ def evaluate(
     samples: Path = typer.Argument(None, help="Samples JSONL: {task_id, completion} or {task_id, solution}."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (created; re-running resumes)."),
     dataset: str = typer.Option(None, "--dataset", help="humaneval | humaneval-plus (default: the target)."),
-    dataset_path: Path = typer.Option(
-        None, "--dataset-path", help="Local dataset file instead of the default."
-    ),
+    dataset_path: Path = typer.Option(None, "--dataset-path", help="Local dataset file instead of the default."),
     sandbox: str = typer.Option("auto", "--sandbox", help="auto | docker | bwrap."),
-    workers: int = typer.Option(
-        os.cpu_count() or 2, "--workers", "-j", help="Sandbox instances in parallel."
-    ),
+    workers: int = typer.Option(os.cpu_count() or 2, "--workers", "-j", help="Sandbox instances in parallel."),
     timeout: float = typer.Option(
         None, "--timeout", help="Seconds per sample (default 3.0 for HumanEval, 20.0 for HumanEval+)."
     ),
-    model_name: str = typer.Option(
-        None, "--model-name", help="Label in results (default: samples file name)."
-    ),
+    model_name: str = typer.Option(None, "--model-name", help="Label in results (default: samples file name)."),
     limit: int = typer.Option(None, "--limit", help="Grade only the first N tasks of the samples file."),
     seed: int = typer.Option(1234, "--seed", help="Bootstrap seed for the pass@1 CI."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Memory limit per sample (MB)."),
@@ -58,9 +52,7 @@ def evaluate(
         _evaluate_run_dir(Path(target), sandbox, workers, quiet, allow_incomplete)
         return
     if samples is None or out is None:
-        raise UserInputError(
-            "usage: harness evaluate humaneval SAMPLES.jsonl --out DIR (or harness evaluate RUN_DIR)"
-        )
+        raise UserInputError("usage: harness evaluate humaneval SAMPLES.jsonl --out DIR (or harness evaluate RUN_DIR)")
 
     from harness.benchmarks.humaneval import HumanEval, HumanEvalPlus
     from harness.pipeline import GradeRequest, grade
@@ -69,9 +61,7 @@ def evaluate(
 
     name = dataset or target
     if target not in HUMANEVAL_DATASETS:
-        raise UserInputError(
-            f"unknown benchmark {target!r}; expected one of: {', '.join(HUMANEVAL_DATASETS)}"
-        )
+        raise UserInputError(f"unknown benchmark {target!r}; expected one of: {', '.join(HUMANEVAL_DATASETS)}")
     if name not in HUMANEVAL_DATASETS:
         raise UserInputError(f"--dataset {name!r}: expected one of: {', '.join(HUMANEVAL_DATASETS)}")
     if dataset_path is not None and not dataset_path.is_file():
@@ -137,9 +127,7 @@ def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resum
             raise UserInputError("--resume takes the run directory's own config; drop CONFIG and --set")
         return load_run(resume)
     if config is None:
-        raise UserInputError(
-            "usage: harness run CONFIG.yaml [--set key=value] (or harness run --resume RUN_DIR)"
-        )
+        raise UserInputError("usage: harness run CONFIG.yaml [--set key=value] (or harness run --resume RUN_DIR)")
     overrides = list(sets) + ([f"benchmark.limit={limit}"] if limit else [])
     return load_config(config, overrides)
 

@@ -122,9 +122,7 @@ class TransformersModel(_ModelBase):
     trust_remote_code: bool = False
 
 
-ModelConfig = Annotated[
-    VLLMModel | VLLMServerModel | OpenAIModel | TransformersModel, Field(discriminator="backend")
-]
+ModelConfig = Annotated[VLLMModel | VLLMServerModel | OpenAIModel | TransformersModel, Field(discriminator="backend")]
 
 
 _BACKENDS: dict[str, type[BaseModel]] = {
@@ -150,9 +148,7 @@ class BenchmarkConfig(_Strict):
 class PromptConfig(_Strict):
     mode: Literal["chat", "completion"] = "chat"
     system: str | None = None
-    template: str | None = Field(
-        None, description="chat instruction; {prompt} is replaced by the task prompt"
-    )
+    template: str | None = Field(None, description="chat instruction; {prompt} is replaced by the task prompt")
 
 
 class SamplingConfig(_Strict):

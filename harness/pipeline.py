@@ -48,9 +48,7 @@ def check_run_dir(out_dir: Path, benchmark: str, dataset_sha: str) -> None:
     try:
         old = json.loads(results.read_text())
     except ValueError:
-        raise UserInputError(
-            f"{results}: not valid JSON; move it away to grade into this directory"
-        ) from None
+        raise UserInputError(f"{results}: not valid JSON; move it away to grade into this directory") from None
     old_sha = old.get("dataset", {}).get("sha256")
     if old.get("benchmark") != benchmark or (old_sha and old_sha != dataset_sha):
         raise UserInputError(

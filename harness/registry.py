@@ -65,9 +65,7 @@ MODEL_BACKENDS.register(
     "harness.models.vllm_server:VLLMServerBackend",
     "`vllm serve` subprocess or a running server",
 )
-MODEL_BACKENDS.register(
-    "openai", "harness.models.openai_api:OpenAIBackend", "hosted OpenAI-compatible endpoint"
-)
+MODEL_BACKENDS.register("openai", "harness.models.openai_api:OpenAIBackend", "hosted OpenAI-compatible endpoint")
 MODEL_BACKENDS.register(
     "transformers", "harness.models.hf_transformers:TransformersBackend", "batched transformers generate"
 )

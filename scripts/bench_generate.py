@@ -100,9 +100,7 @@ def main() -> None:
         )
         b_wall = time.perf_counter() - t0
     b = json.loads(bare.stdout.strip().splitlines()[-1])
-    print(
-        f"prompts: {len(tasks)}  n={s.n}  T={s.temperature}  max_tokens={s.max_tokens}  model={cfg.model.model}"
-    )
+    print(f"prompts: {len(tasks)}  n={s.n}  T={s.temperature}  max_tokens={s.max_tokens}  model={cfg.model.model}")
     print(
         f"harness generate: {h_wall:7.2f} s wall  ({prov['completion_tokens']} tokens, "
         f"{prov['generate_s']:.2f} s in generate, {prov['tokens_per_s']} tokens/s)"

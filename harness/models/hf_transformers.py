@@ -32,9 +32,7 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         c = self.cfg
-        self.tok = AutoTokenizer.from_pretrained(
-            c.model, revision=c.revision, trust_remote_code=c.trust_remote_code
-        )
+        self.tok = AutoTokenizer.from_pretrained(c.model, revision=c.revision, trust_remote_code=c.trust_remote_code)
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
@@ -65,9 +63,7 @@ class TransformersBackend:
                 else self.tok.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True)
                 for p, _ in batch
             ]
-            enc = self.tok(
-                texts, return_tensors="pt", padding=True, add_special_tokens=batch[0][0].messages is None
-            )
+            enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=batch[0][0].messages is None)
             enc = enc.to(self.model.device)
             seed = request_seed(sampling.seed, batch[0][0].task_id, batch[0][1])
             torch.manual_seed(seed)

@@ -161,9 +161,7 @@ class OpenAIBackend:
             body["stop"] = stops[:4]  # the OpenAI API takes at most 4; the extractor applies the rest
         if self.cfg.api == "chat":
             if prompt.messages is None:
-                raise UserInputError(
-                    "model.api is chat but prompt.mode is completion; set model.api: completions"
-                )
+                raise UserInputError("model.api is chat but prompt.mode is completion; set model.api: completions")
             return "chat/completions", {**body, "messages": prompt.messages}
         text = prompt.text if prompt.text is not None else prompt.messages[-1]["content"]
         return "completions", {**body, "prompt": text}

@@ -126,7 +126,5 @@ def check_vllm(cfg: VLLMSettings, in_process: bool, min_free_gb: float = 5.0) ->
         target = target.parent
     free_gb = shutil.disk_usage(target).free / 2**30
     if free_gb < min_free_gb:
-        raise EnvironmentNotReady(
-            f"only {free_gb:.1f} GB free under {target}; need at least {min_free_gb} GB"
-        )
+        raise EnvironmentNotReady(f"only {free_gb:.1f} GB free under {target}; need at least {min_free_gb} GB")
     return {"gpus": visible, "cpu_build": cpu, "attention_heads": heads, "world_size": world}

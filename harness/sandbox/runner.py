@@ -163,9 +163,7 @@ def _child(job, nonce, w_res, w_out, limits):
         try:
             os.write(
                 w_res,
-                json.dumps(
-                    {"nonce": nonce, "status": "error", "detail": f"runner: {type(e).__name__}: {e}"}
-                ).encode(),
+                json.dumps({"nonce": nonce, "status": "error", "detail": f"runner: {type(e).__name__}: {e}"}).encode(),
             )
         except BaseException:
             pass
@@ -310,11 +308,7 @@ def run_job(job, limits, am_init):
             report = json.loads(res_buf.decode())
         except ValueError:
             report = None
-    if (
-        report is not None
-        and report.get("nonce") == nonce
-        and report.get("status") in ("passed", "failed", "error")
-    ):
+    if report is not None and report.get("nonce") == nonce and report.get("status") in ("passed", "failed", "error"):
         out = (report.get("output") or "") + output
         return {
             "status": report["status"],

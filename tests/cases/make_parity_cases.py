@@ -63,9 +63,7 @@ def main() -> None:
         if i % 9 == 0:
             rows.append({"task_id": task_id, "completion": "    return " + "(" * 3 + "\n", "kind": "syntax"})
         if i % 11 == 0:
-            rows.append(
-                {"task_id": task_id, "completion": canon + "\nprint('noise' * 1000)\n", "kind": "prints"}
-            )
+            rows.append({"task_id": task_id, "completion": canon + "\nprint('noise' * 1000)\n", "kind": "prints"})
         if i % 13 == 0:
             rows.append(
                 {
@@ -99,9 +97,7 @@ def main() -> None:
                 "kind": "slow-pass",
             }
         )
-        rows.append(
-            {"task_id": task_id, "completion": "    while True:\n        pass\n", "kind": "slow-timeout"}
-        )
+        rows.append({"task_id": task_id, "completion": "    while True:\n        pass\n", "kind": "slow-timeout"})
     OUT.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {len(rows)} samples to {OUT}")
 

@@ -41,9 +41,7 @@ def test_canonical_solutions_all_pass(sandbox_kind, dataset, humaneval, humaneva
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
     failing = [
-        json.loads(line)
-        for line in (out / "samples.jsonl").read_text().splitlines()
-        if not json.loads(line)["passed"]
+        json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if not json.loads(line)["passed"]
     ]
     assert failing == []
     assert results["counts"]["passed"] == 164 and results["metrics"]["pass@1"] == 1.0

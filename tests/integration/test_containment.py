@@ -40,8 +40,7 @@ def hostile_cases(tmp_path, port):
             "sys_exit": ("import sys\nsys.exit(0)", {"failed"}),
             "os_exit": ("import os\nos._exit(0)", {"failed"}),
             "kill_parent": (
-                "import ctypes, os\nlibc = ctypes.CDLL(None)\nlibc.kill(os.getppid(), 9)\nlibc.kill(1, 9)\n"
-                "os._exit(0)",
+                "import ctypes, os\nlibc = ctypes.CDLL(None)\nlibc.kill(os.getppid(), 9)\nlibc.kill(1, 9)\nos._exit(0)",
                 {"failed"},
             ),
             # kill(-1) reaches every process but the caller and PID 1 (the runner): nothing to kill.

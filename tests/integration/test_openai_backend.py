@@ -67,9 +67,7 @@ def _run(args, tmp_path):
 
 
 def _seeds(humaneval):
-    return {
-        (t.task_id, s): request_seed(1234, t.task_id, s) for t in humaneval.tasks[:N_TASKS] for s in range(N)
-    }
+    return {(t.task_id, s): request_seed(1234, t.task_id, s) for t in humaneval.tasks[:N_TASKS] for s in range(N)}
 
 
 def test_faulty_endpoint_loses_and_invents_nothing(humaneval, tmp_path):
@@ -112,9 +110,7 @@ def test_faulty_endpoint_loses_and_invents_nothing(humaneval, tmp_path):
         prov = results["provenance"]["model"]
         assert prov["base_url"] == srv.base_url and prov["client"]["max_in_flight"] <= 4
         text = "".join(
-            p.read_text()
-            for p in run_dir.iterdir()
-            if p.is_file() and p.suffix in (".json", ".yaml", ".jsonl")
+            p.read_text() for p in run_dir.iterdir() if p.is_file() and p.suffix in (".json", ".yaml", ".jsonl")
         )
         assert "sk-test-not-a-secret" not in text and "FAKE_API_KEY" in text
 
@@ -126,9 +122,7 @@ def test_failures_are_generation_errors_and_resume_retries_exactly_those(humanev
         for seed in broken:
             srv.faults[seed] = ["always500"]
         cfg = _config(tmp_path, srv.base_url, max_attempts=3)
-        proc = _run(
-            ["run", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "r2", "--quiet"], tmp_path
-        )
+        proc = _run(["run", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "r2", "--quiet"], tmp_path)
         assert proc.returncode == 1 and "incomplete" in proc.stderr
         run_dir = tmp_path / "results" / "r2"
         results = json.loads((run_dir / "results.json").read_text())
@@ -141,9 +135,7 @@ def test_failures_are_generation_errors_and_resume_retries_exactly_those(humanev
         srv.faults.clear()
         proc = _run(["run", "--resume", str(run_dir), "--quiet"], tmp_path)
         assert proc.returncode == 0, proc.stderr
-        new = {
-            s: srv.attempts[s] - before.get(s, 0) for s in srv.attempts if srv.attempts[s] != before.get(s, 0)
-        }
+        new = {s: srv.attempts[s] - before.get(s, 0) for s in srv.attempts if srv.attempts[s] != before.get(s, 0)}
         assert new == {s: 1 for s in broken}
         results = json.loads((run_dir / "results.json").read_text())
         assert results["complete"] and results["counts"]["samples"] == N_TASKS * N

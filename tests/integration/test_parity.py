@@ -36,9 +36,7 @@ def reference_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
             capture_output=True,
             cwd=tmp,
         )
-        out[name] = [
-            json.loads(line)["passed"] for line in Path(f"{f}_results.jsonl").read_text().splitlines()
-        ]
+        out[name] = [json.loads(line)["passed"] for line in Path(f"{f}_results.jsonl").read_text().splitlines()]
     return out
 
 

@@ -15,9 +15,7 @@ from tests.integration.helpers import grade_rows, runner_processes
 
 
 def _canonical_rows(bench, copies: int) -> list[dict]:
-    return [
-        {"task_id": t.task_id, "completion": t.canonical_solution} for _ in range(copies) for t in bench.tasks
-    ]
+    return [{"task_id": t.task_id, "completion": t.canonical_solution} for _ in range(copies) for t in bench.tasks]
 
 
 def test_kill_9_during_grading_then_resume(sandbox_kind, humaneval, tmp_path):

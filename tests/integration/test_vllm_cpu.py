@@ -150,9 +150,7 @@ def test_vllm_server_backend(server_run, engine_run):
     model = results["provenance"]["model"]
     assert model["backend"] == "vllm-server" and model["started_server"] and model["client"]["errors"] == 0
     # The server process is gone once the run ends.
-    out = subprocess.run(
-        ["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True
-    )
+    out = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
     assert out.stdout.strip() == ""
 
 
