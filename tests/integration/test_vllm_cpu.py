@@ -121,7 +121,8 @@ def test_kill_9_during_generation_then_resume_gives_the_same_result(engine_run, 
     ra = json.loads((engine_run / "results.json").read_text())
     rb = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert ra["metrics"]["pass@1"] == rb["metrics"]["pass@1"]
-    assert len(rb["provenance"]["model"]["sessions"]) == 2
+    # The killed session never finished, so only the resume's session is recorded, with what it generated.
+    assert rb["provenance"]["model"]["sessions"][-1]["generated"] == LIMIT - partial
 
 
 @pytest.fixture(scope="module")
