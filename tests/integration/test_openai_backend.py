@@ -153,3 +153,21 @@ def test_missing_api_key_fails_before_anything(tmp_path):
     )
     assert proc.returncode == 2 and "FAKE_API_KEY is not set" in proc.stderr
     assert not (tmp_path / "res").exists()
+
+
+def test_generate_then_evaluate_run_dir(humaneval, tmp_path):
+    """The two halves alone: `harness generate` writes generations only; `harness evaluate RUN_DIR` grades them."""
+    with FakeOpenAI(answer=_answer_from(humaneval)) as srv:
+        cfg = _config(tmp_path, srv.base_url)
+        proc = _run(["generate", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "g", "--quiet"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "results" / "g"
+    assert (run_dir / "generations.jsonl").exists() and not (run_dir / "samples.jsonl").exists()
+    proc = _run(["evaluate", str(run_dir), "--quiet"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["complete"] and results["counts"]["samples"] == N_TASKS * N
+    assert results["provenance"]["model"]["backend"] == "openai"
+    again = _run(["evaluate", str(run_dir), "--quiet"], tmp_path)
+    assert again.returncode == 0
+    assert json.loads((run_dir / "results.json").read_text())["provenance"]["graded_this_session"] == 0
