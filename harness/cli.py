@@ -28,7 +28,7 @@ def _err(msg: str) -> None:
 
 @app.command()
 def evaluate(
-    target: str = typer.Argument(..., help="Benchmark (humaneval, humaneval-plus) or a run directory."),
+    target: str = typer.Argument(..., help="Benchmark (humaneval, humaneval-plus, swebench) or a run directory."),
     samples: Path = typer.Argument(None, help="Samples JSONL: {task_id, completion} or {task_id, solution}."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (created; re-running resumes)."),
     dataset: str = typer.Option(None, "--dataset", help="humaneval | humaneval-plus (default: the target)."),
@@ -44,12 +44,32 @@ def evaluate(
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Memory limit per sample (MB)."),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Exit 0 even with infra errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary table."),
+    gold: bool = typer.Option(False, "--gold", help="SWE-bench: grade the reference patches (checks the images)."),
+    instance_ids: list[str] = typer.Option([], "--instance-id", help="SWE-bench: only these instances."),
+    images: str = typer.Option("keep", "--images", help="SWE-bench: keep | remove instance images after use."),
 ) -> None:
     """Grade a samples file produced by anyone (or a run directory's generations), in a sandbox, with resume."""
     import time
 
     if Path(target).is_dir():
         _evaluate_run_dir(Path(target), sandbox, workers, quiet, allow_incomplete)
+        return
+    if target == "swebench":
+        _evaluate_swebench(
+            samples,
+            out,
+            dataset,
+            gold,
+            workers,
+            timeout,
+            model_name,
+            limit,
+            instance_ids,
+            images,
+            seed,
+            quiet,
+            allow_incomplete,
+        )
         return
     if samples is None or out is None:
         raise UserInputError("usage: harness evaluate humaneval SAMPLES.jsonl --out DIR (or harness evaluate RUN_DIR)")
@@ -61,7 +81,9 @@ def evaluate(
 
     name = dataset or target
     if target not in HUMANEVAL_DATASETS:
-        raise UserInputError(f"unknown benchmark {target!r}; expected one of: {', '.join(HUMANEVAL_DATASETS)}")
+        raise UserInputError(
+            f"unknown benchmark {target!r}; expected one of: {', '.join(HUMANEVAL_DATASETS)}, swebench"
+        )
     if name not in HUMANEVAL_DATASETS:
         raise UserInputError(f"--dataset {name!r}: expected one of: {', '.join(HUMANEVAL_DATASETS)}")
     if dataset_path is not None and not dataset_path.is_file():
@@ -88,6 +110,68 @@ def evaluate(
     t0 = time.monotonic()
     results = grade(sf.jobs, req)
     _finish(results, time.monotonic() - t0, out, quiet, allow_incomplete)
+
+
+def _evaluate_swebench(
+    preds, out, dataset, gold, workers, timeout, model_name, limit, instance_ids, images, seed, quiet, allow_incomplete
+) -> None:
+    import time
+
+    from harness.benchmarks.swebench import load_dataset, read_predictions
+    from harness.benchmarks.swebench_grade import SWEGradeRequest, gold_predictions, grade
+
+    if out is None or dataset is None:
+        raise UserInputError("usage: harness evaluate swebench PREDICTIONS --dataset lite|verified|PATH --out DIR")
+    if images not in ("keep", "remove"):
+        raise UserInputError(f"--images {images!r}: expected keep or remove")
+    if gold == (preds is not None):
+        raise UserInputError("give either a PREDICTIONS file or --gold")
+    ds = load_dataset(dataset, instance_ids or None, None, limit)
+    predictions = gold_predictions(ds) if gold else read_predictions(preds, ds)
+    name = model_name or ("gold" if gold else next(iter(predictions.values()))["model_name_or_path"])
+    req = SWEGradeRequest(
+        ds,
+        predictions,
+        name,
+        out,
+        max_workers=workers,
+        timeout_s=int(timeout or 1800),
+        images=images,
+        bootstrap_seed=seed,
+        quiet=quiet,
+        gold=gold,
+        extra_provenance={"predictions_file": str(preds) if preds else "gold"},
+    )
+    t0 = time.monotonic()
+    results = grade(req)
+    if not quiet:
+        print_swebench_summary(results, time.monotonic() - t0, out)
+    if gold and not results["gold_check"]["trusted"]:
+        _err(
+            f"GOLD PATCHES DID NOT RESOLVE {len(results['gold_check']['not_resolved'])} of {results['counts']['tasks']}"
+            f" instance(s): {', '.join(results['gold_check']['not_resolved'][:10])}. Do not trust this image set."
+        )
+        raise typer.Exit(1)
+    if not results["complete"] and not allow_incomplete:
+        _err(f"run incomplete: {results['incomplete_reason']}")
+        raise typer.Exit(1)
+
+
+def print_swebench_summary(results: dict, wall_s: float, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"swebench - {results['model']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    m, c = results["metrics"], results["counts"]
+    table.add_row("resolved", f"{m['resolved']:.4f} ({c['resolved']}/{c['tasks']})")
+    table.add_row("resolved 95% CI", f"[{m['resolved_ci95'][0]:.4f}, {m['resolved_ci95'][1]:.4f}]")
+    for s in ("unresolved", "patch_failed", "empty_patch", "timeout", "infra_error", "generation_error"):
+        table.add_row(s, str(c.get(s, 0)))
+    table.add_row("wall time", f"{wall_s:.1f} s")
+    Console().print(table)
+    print(f"results: {out / 'results.json'}")
 
 
 def _evaluate_run_dir(run_dir: Path, sandbox: str, workers: int, quiet: bool, allow_incomplete: bool) -> None:

