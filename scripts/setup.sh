@@ -44,7 +44,7 @@ stamp=".venv/.harness-installed-$(sha256sum pyproject.toml | cut -c1-16)-$WITH_V
 if [ ! -e "$stamp" ]; then
   log "installing the harness into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  .venv/bin/pip install -q -e ".[dev,swebench]"
   if [ "$WITH_VLLM" = 1 ]; then
     bash scripts/install-vllm.sh .venv
   fi

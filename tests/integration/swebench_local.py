@@ -14,7 +14,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-BASE_PACKAGES = ("python3", "python3-pytest", "git", "patch", "ca-certificates")
+BASE_PACKAGES = (
+    "python3",
+    "python3-pytest",
+    "git",
+    "patch",
+    "procps",
+    "ca-certificates",
+)  # procps: the harness execs `kill`
 BASE_CHANGES = ('CMD ["/bin/bash"]', "WORKDIR /testbed")
 INSTANCE_ID = "harness__calc-1"
 REPO = "harness/calc"
