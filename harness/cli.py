@@ -177,26 +177,17 @@ def print_swebench_summary(results: dict, wall_s: float, out: Path) -> None:
 def _evaluate_run_dir(run_dir: Path, sandbox: str, workers: int, quiet: bool, allow_incomplete: bool) -> None:
     import time
 
-    from harness.run import benchmark_for, evaluate_stage, load_run, select_tasks
+    from harness.run import load_run, workload_for
 
     cfg = load_run(run_dir)
-    bench = benchmark_for(cfg)
     t0 = time.monotonic()
-    results = evaluate_stage(
-        cfg,
-        run_dir,
-        select_tasks(cfg, bench),
-        bench,
-        quiet,
-        sandbox=None if sandbox == "auto" else sandbox,
-        workers=workers,
-    )
+    results = workload_for(cfg).evaluate(run_dir, quiet, None if sandbox == "auto" else sandbox, workers)
     _finish(results, time.monotonic() - t0, run_dir, quiet, allow_incomplete)
 
 
 def _finish(results: dict, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:
     if not quiet:
-        print_summary(results, wall_s, out)
+        (print_swebench_summary if results["benchmark"] == "swebench" else print_summary)(results, wall_s, out)
     if not results["complete"] and not allow_incomplete:
         _err(f"run incomplete: {results['incomplete_reason']}")
         raise typer.Exit(1)
@@ -218,11 +209,11 @@ def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resum
 
 def _preflight(cfg, with_sandbox: bool) -> None:
     from harness.models.base import make_backend
-    from harness.sandbox import make_sandbox
+    from harness.run import workload_for
 
     make_backend(cfg.model, None).preflight()
     if with_sandbox:
-        make_sandbox(cfg.sandbox.kind, 1)
+        workload_for(cfg).check()
 
 
 @app.command()

@@ -145,6 +145,36 @@ class BenchmarkConfig(_Strict):
         return expand_env(v)
 
 
+class SWEBenchConfig(_Strict):
+    name: Literal["swebench"]
+    split: Literal["lite", "verified", "full", "dev"] = "lite"
+    path: str | None = Field(None, description="local parquet / JSON / JSONL instead of the split")
+    instance_ids: list[str] | None = None
+    repos: list[str] | None = None
+    limit: int | None = Field(None, ge=1)
+    context: Literal["oracle", "text"] = "oracle"
+    repo_url_template: str = Field("https://github.com/{repo}.git", description="where bare mirrors are cloned from")
+    repo_cache_dir: str | None = None
+    max_workers: int = Field(2, ge=1)
+    timeout_s: int = Field(1800, ge=1, description="per instance, for the tests")
+    images: Literal["keep", "remove"] = "keep"
+    min_free_disk_gb: float = Field(10.0, ge=0)
+
+    @field_validator("path", "repo_cache_dir", "repo_url_template")
+    @classmethod
+    def _expand(cls, v: str | None) -> str | None:
+        return expand_env(v)
+
+
+AnyBenchmark = Annotated[BenchmarkConfig | SWEBenchConfig, Field(discriminator="name")]
+# Tags pydantic puts in error locations for discriminated unions, mapped to the member class.
+_UNION_TAGS: dict[str, type[BaseModel]] = {
+    "humaneval": BenchmarkConfig,
+    "humaneval-plus": BenchmarkConfig,
+    "swebench": SWEBenchConfig,
+}
+
+
 class PromptConfig(_Strict):
     mode: Literal["chat", "completion"] = "chat"
     system: str | None = None
@@ -169,7 +199,7 @@ class SandboxConfig(_Strict):
 
 class RunConfig(_Strict):
     model: ModelConfig
-    benchmark: BenchmarkConfig
+    benchmark: AnyBenchmark
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
@@ -184,11 +214,7 @@ class RunConfig(_Strict):
 def _format_error(source: str, err: ValidationError, data: Any) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(
-            str(p)
-            for p in e["loc"]
-            if not (isinstance(p, str) and p in ("vllm", "vllm-server", "openai", "transformers"))
-        )
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and (p in _BACKENDS or p in _UNION_TAGS)))
         value = e.get("input")
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
@@ -199,6 +225,10 @@ def _format_error(source: str, err: ValidationError, data: Any) -> str:
                 msg += f"; allowed here: {', '.join(allowed)}"
         elif e["type"] == "literal_error" and "expected" in (e.get("ctx") or {}):
             msg = f"must be one of {e['ctx']['expected']}"
+        elif e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx") or {}
+            loc = f"{loc}.{str(ctx.get('discriminator', '')).strip(chr(39))}"
+            msg, value = f"must be one of {ctx.get('expected_tags')}", ctx.get("tag")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
         lines.append(f"{source}: {loc}: {msg} (got {shown})")
     return "\n".join(lines)
@@ -208,8 +238,8 @@ def _allowed_keys(loc: tuple, data: Any) -> list[str]:
     """The keys a mapping at `loc` accepts (the backend's own keys under model)."""
     model: Any = RunConfig
     for part in loc:
-        if part in _BACKENDS:
-            model = _BACKENDS[part]
+        if part in _BACKENDS or part in _UNION_TAGS:
+            model = _BACKENDS.get(part) or _UNION_TAGS[part]
             continue
         field = getattr(model, "model_fields", {}).get(part) if model is not None else None
         if field is None:

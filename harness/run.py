@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -23,7 +25,7 @@ from harness.benchmarks.humaneval import HumanEval, HumanEvalPlus, build_program
 from harness.config import RunConfig, load_config, resolved_dict
 from harness.errors import UserInputError
 from harness.progress import Progress
-from harness.records import ExecJob, Generation, Task
+from harness.records import ExecJob, Generation, Prompt, Task
 from harness.store import read_jsonl_tolerant, write_json_atomic
 
 CONFIG_FILE = "config.yaml"
@@ -68,13 +70,13 @@ def stored_generations(run_dir: Path) -> dict[tuple[str, int], dict]:
 
 
 class _GenerationWriter:
-    def __init__(self, run_dir: Path, tasks: dict[str, Task], mode: str, progress: Progress) -> None:
+    def __init__(self, run_dir: Path, extract_fn: Callable[[str, str], tuple[str, str]], progress: Progress) -> None:
         path = run_dir / GENERATIONS
         from harness.store import RunStore
 
         RunStore._repair_tail(path)
         self.f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-        self.tasks, self.mode, self.progress = tasks, mode, progress
+        self.extract, self.progress = extract_fn, progress
         self.errors = 0
 
     def __call__(self, gens: list[Generation]) -> None:
@@ -94,7 +96,7 @@ class _GenerationWriter:
                 "attempts": g.attempts,
             }
             if g.error is None and g.raw is not None:
-                row["kind"], row["code"] = extract(self.tasks[g.task_id], g.raw, self.mode)
+                row["kind"], row["code"] = self.extract(g.task_id, g.raw)
             else:
                 self.errors += 1
             self.f.write(json.dumps(row) + "\n")
@@ -106,16 +108,56 @@ class _GenerationWriter:
         self.f.close()
 
 
-def generate_stage(cfg: RunConfig, run_dir: Path, tasks: list[Task], quiet: bool = False) -> dict:
+@dataclass
+class Workload:
+    """What a benchmark contributes to a run: ids, prompts, extraction, grading."""
+
+    ids: list[str]
+    prompts: Callable[[set[str]], list[Prompt]]  # only for the ids still to generate (oracle reads cost)
+    extract: Callable[[str, str], tuple[str, str]]  # (task_id, raw answer) -> (kind, code)
+    template_sha256: str
+    evaluate: Callable[..., dict]  # (run_dir, quiet, sandbox, workers) -> results
+    check: Callable[[], None]  # pre-flight of the grading side
+
+
+def humaneval_workload(cfg: RunConfig) -> Workload:
+    bench = benchmark_for(cfg)
+    tasks = select_tasks(cfg, bench)
+    by_id = {t.task_id: t for t in tasks}
+    return Workload(
+        ids=[t.task_id for t in tasks],
+        prompts=lambda ids: [build_prompt(t, cfg.prompt) for t in tasks if t.task_id in ids],
+        extract=lambda tid, raw: extract(by_id[tid], raw, cfg.prompt.mode),
+        template_sha256=template_sha256(cfg.prompt),
+        evaluate=lambda run_dir, quiet=False, sandbox=None, workers=None: evaluate_stage(
+            cfg, run_dir, tasks, bench, quiet, sandbox, workers
+        ),
+        check=lambda: _check_sandbox(cfg),
+    )
+
+
+def _check_sandbox(cfg: RunConfig) -> None:
+    from harness.sandbox import make_sandbox
+
+    make_sandbox(cfg.sandbox.kind, 1)
+
+
+def workload_for(cfg: RunConfig) -> Workload:
+    if cfg.benchmark.name == "swebench":
+        from harness.benchmarks.swebench_run import swebench_workload
+
+        return swebench_workload(cfg)
+    return humaneval_workload(cfg)
+
+
+def generate_stage(cfg: RunConfig, run_dir: Path, wl: Workload, quiet: bool = False) -> dict:
     """Generate every (task, sample) not yet on disk without error; returns generation provenance."""
     from harness.models.base import make_backend
 
     have = stored_generations(run_dir)
     needed = {
-        t.task_id: [
-            s for s in range(cfg.sampling.n) if have.get((t.task_id, s), {}).get("error", "missing") is not None
-        ]
-        for t in tasks
+        tid: [s for s in range(cfg.sampling.n) if have.get((tid, s), {}).get("error", "missing") is not None]
+        for tid in wl.ids
     }
     needed = {k: v for k, v in needed.items() if v}
     old = json.loads((run_dir / GEN_PROVENANCE).read_text()) if (run_dir / GEN_PROVENANCE).exists() else {}
@@ -123,9 +165,9 @@ def generate_stage(cfg: RunConfig, run_dir: Path, tasks: list[Task], quiet: bool
         return old
     backend = make_backend(cfg.model, run_dir)
     backend.preflight()
-    prompts = [build_prompt(t, cfg.prompt) for t in tasks if t.task_id in needed]
+    prompts = wl.prompts(set(needed))
     progress = Progress(sum(len(v) for v in needed.values()), f"generating ({cfg.model.backend})", quiet=quiet)
-    writer = _GenerationWriter(run_dir, {t.task_id: t for t in tasks}, cfg.prompt.mode, progress)
+    writer = _GenerationWriter(run_dir, wl.extract, progress)
     t0 = time.monotonic()
     try:
         backend.generate(prompts, cfg.sampling, needed, writer)
@@ -148,7 +190,7 @@ def generate_stage(cfg: RunConfig, run_dir: Path, tasks: list[Task], quiet: bool
         **prov,
         "sampling": cfg.sampling.model_dump(),
         "prompt_mode": cfg.prompt.mode,
-        "prompt_template_sha256": template_sha256(cfg.prompt),
+        "prompt_template_sha256": wl.template_sha256,
         "sessions": sessions,
         "generation_wall_s": round(sum(s["wall_s"] for s in sessions), 2),
     }
@@ -219,14 +261,11 @@ def check_disk(run_dir: Path, min_free_mb: int = 200) -> None:
 
 def run(cfg: RunConfig, run_dir: Path, quiet: bool = False, stages: tuple[str, ...] = ("generate", "evaluate")) -> dict:
     """Pre-flight, then the stages. Returns results.json (or the generation provenance alone)."""
-    from harness.sandbox import make_sandbox
-
-    bench = benchmark_for(cfg)
-    tasks = select_tasks(cfg, bench)
+    wl = workload_for(cfg)
     check_disk(run_dir)
     if "evaluate" in stages:
-        make_sandbox(cfg.sandbox.kind, 1)  # before loading any weights: fail in seconds
-    gen = generate_stage(cfg, run_dir, tasks, quiet) if "generate" in stages else {}
+        wl.check()  # before loading any weights: fail in seconds
+    gen = generate_stage(cfg, run_dir, wl, quiet) if "generate" in stages else {}
     if "evaluate" not in stages:
         return gen
-    return evaluate_stage(cfg, run_dir, tasks, bench, quiet)
+    return wl.evaluate(run_dir, quiet)

@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import metrics, provenance
@@ -43,6 +43,7 @@ class SWEGradeRequest:
     gold: bool = False
     extra_provenance: dict | None = None
     generation_errors: int = 0
+    skip: set[str] = field(default_factory=set)  # instances left ungraded (no generation)
 
 
 def patch_sha(patch: str | None) -> str:
@@ -164,7 +165,7 @@ def grade(req: SWEGradeRequest) -> dict:
         )
     log_root = req.out_dir / "logs"
     rv.RUN_EVALUATION_LOG_DIR = log_root  # the package's logs go into the run directory
-    instances = req.dataset.instances
+    instances = [i for i in req.dataset.instances if i["instance_id"] not in req.skip]
     preds = {
         i["instance_id"]: req.predictions.get(i["instance_id"])
         or {"model_patch": "", "model_name_or_path": req.model_name, "_why_empty": "no prediction"}
@@ -198,6 +199,7 @@ def grade(req: SWEGradeRequest) -> dict:
                 list(pool.map(work, todo))
         finally:
             progress.close()
+            _sweep(client, [f"sweb.eval.{i['instance_id'].lower()}.{key(i)[2][:16]}" for i in instances])
         rows = [final[key(i)] for i in instances if key(i) in final]
         store.finalize_samples(rows)
         results = score(rows, req)
@@ -225,6 +227,18 @@ def grade(req: SWEGradeRequest) -> dict:
         }
         store.write_results(results)
     return results
+
+
+def _sweep(client, names: list[str]) -> None:
+    """Remove this run's containers that a killed earlier session may have left (the official harness
+    removes its own; a container whose creation was in flight at kill -9 is nobody's)."""
+    wanted = set(names)
+    try:
+        for c in client.containers.list(all=True, filters={"name": "sweb.eval."}):
+            if c.name in wanted:
+                c.remove(force=True)
+    except Exception:
+        pass
 
 
 def _swebench_version() -> str:

@@ -65,12 +65,18 @@ def test_issue_example_works_as_written(tmp_path):
         (lambda d: d["model"].update(max_concurency=8), "model.max_concurency: unknown key; allowed here:"),
         (lambda d: d["sampling"].update(temprature=0.2), "sampling.temprature: unknown key"),
         (lambda d: d["sampling"].update(n="many"), "sampling.n: Input should be a valid integer"),
-        (lambda d: d["model"].update(backend="tgi"), "model: "),
+        (
+            lambda d: d["model"].update(backend="tgi"),
+            "model.backend: must be one of 'vllm', 'vllm-server', 'openai', 'transformers' (got 'tgi')",
+        ),
         (
             lambda d: d["model"].update(api="stream"),
             "model.api: must be one of 'chat' or 'completions' (got 'stream')",
         ),
-        (lambda d: d["benchmark"].update(name="mbpp"), "benchmark.name: must be one of"),
+        (
+            lambda d: d["benchmark"].update(name="mbpp"),
+            "benchmark.name: must be one of 'humaneval', 'humaneval-plus', 'swebench' (got 'mbpp')",
+        ),
         (
             lambda d: d["sampling"].update(temperature=-1),
             "sampling.temperature: Input should be greater than or equal",
