@@ -26,13 +26,37 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--out", type=Path, default=REPO / "tests/cases/smollm2_humaneval_t08_n5.jsonl")
     args = ap.parse_args()
-    model = subprocess.run([sys.executable, str(REPO / "scripts/provision_tiny_model.py")], capture_output=True,
-                           text=True, check=True).stdout.strip().splitlines()[-1]
+    model = (
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts/provision_tiny_model.py")], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     env = dict(os.environ, HARNESS_TINY_MODEL=model)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "harness", "generate", str(REPO / "configs/smoke-tiny.yaml"),
-                        "--set", f"sampling.n={args.n}", "--set", f"sampling.temperature={args.temperature}",
-                        "--set", "sampling.top_p=0.95", "--out", tmp, "--run-id", "g", "--quiet"], check=True, env=env)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "generate",
+                str(REPO / "configs/smoke-tiny.yaml"),
+                "--set",
+                f"sampling.n={args.n}",
+                "--set",
+                f"sampling.temperature={args.temperature}",
+                "--set",
+                "sampling.top_p=0.95",
+                "--out",
+                tmp,
+                "--run-id",
+                "g",
+                "--quiet",
+            ],
+            check=True,
+            env=env,
+        )
         rows = [json.loads(line) for line in (Path(tmp) / "g/generations.jsonl").read_text().splitlines()]
     rows.sort(key=lambda r: (int(r["task_id"].split("/")[1]), r["sample_id"]))
     with open(args.out, "w") as f:

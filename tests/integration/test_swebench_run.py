@@ -178,5 +178,5 @@ def test_tiny_model_generates_patches_end_to_end(local, tmp_path):
     gens = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
     assert len(gens) == 1 and gens[0]["raw"] and gens[0]["completion_tokens"] > 0
     results = json.loads((run_dir / "results.json").read_text())
-    status = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()][0]["status"]
+    status = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])["status"]
     assert status in ("resolved", "unresolved", "patch_failed", "empty_patch") and results["complete"]
