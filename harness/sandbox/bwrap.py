@@ -33,6 +33,19 @@ def _python_roots() -> list[str]:
     return sorted(r for r in roots if not any(r.startswith(d + "/") or r == d for d in SYSTEM_DIRS))
 
 
+def readonly_binds() -> list[str]:
+    """bwrap arguments exposing only the system directories and the Python installation, read-only."""
+    argv: list[str] = []
+    for d in SYSTEM_DIRS:
+        if Path(d).is_symlink():
+            argv += ["--symlink", str(Path(d).readlink()), d]
+        elif Path(d).is_dir():
+            argv += ["--ro-bind", d, d]
+    for root in _python_roots():
+        argv += ["--ro-bind", root, root]
+    return argv
+
+
 class BwrapSandbox(Sandbox):
     kind = "bwrap"
 
@@ -83,13 +96,7 @@ class BwrapSandbox(Sandbox):
             "--gid",
             "65534",
         ]
-        for d in SYSTEM_DIRS:
-            if Path(d).is_symlink():
-                argv += ["--symlink", str(Path(d).readlink()), d]
-            elif Path(d).is_dir():
-                argv += ["--ro-bind", d, d]
-        for root in _python_roots():
-            argv += ["--ro-bind", root, root]
+        argv += readonly_binds()
         return [*argv, self.python, "-I", "-u", "-c", runner_source()]
 
     def check(self) -> None:

