@@ -16,6 +16,11 @@ CASES = Path(__file__).resolve().parents[1] / "cases"
 # Generated correct / wrong / slow / crashing / guard-hitting cases, and real model output
 # (scripts/make_real_samples.py: SmolLM2-135M-Instruct, T=0.8, n=5, all 164 tasks).
 CASE_FILES = ("parity_humaneval.jsonl", "smollm2_humaneval_t08_n5.jsonl")
+# evalplus limits time per input (max(1 s, 4x the canonical solution's time)), the harness per program
+# (20 s, as OriginFmt runs all inputs in one program): the generated slow cases (a sleep in every call)
+# and evalplus's own flaky limits on slow canonical solutions under load make the generated file
+# a test of timing, not of verdicts. The real model's samples are compared.
+EVALPLUS_FILES = ("smollm2_humaneval_t08_n5.jsonl",)
 
 
 def compare(rows: list[dict], ref: list[bool], samples: list[dict]) -> list[tuple]:
@@ -86,7 +91,7 @@ def evalplus_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
     return out
 
 
-@pytest.mark.parametrize("name", CASE_FILES)
+@pytest.mark.parametrize("name", EVALPLUS_FILES)
 def test_verdicts_match_evalplus(sandbox_kind, name, humaneval_plus, evalplus_verdicts, tmp_path):
     rows = [json.loads(line) for line in (CASES / name).read_text().splitlines()]
     ref = evalplus_verdicts[name]
