@@ -99,7 +99,7 @@ def main() -> None:
             cwd=tmp,
         )
         b_wall = time.perf_counter() - t0
-    b = json.loads(bare.stdout.strip().splitlines()[-1])
+    b = json.loads(next(line for line in bare.stdout.splitlines() if line.startswith('{"tokens"')))
     print(f"prompts: {len(tasks)}  n={s.n}  T={s.temperature}  max_tokens={s.max_tokens}  model={cfg.model.model}")
     print(
         f"harness generate: {h_wall:7.2f} s wall  ({prov['completion_tokens']} tokens, "
