@@ -14,7 +14,7 @@ from harness.progress import Progress
 from harness.records import ExecJob, ExecResult, SampleResult, Status
 from harness.sandbox import make_sandbox
 from harness.sandbox.base import Limits, run_pool
-from harness.store import RunStore, is_final, read_jsonl_tolerant
+from harness.store import RunStore, is_final, read_graded
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -57,24 +57,12 @@ def check_run_dir(out_dir: Path, benchmark: str, dataset_sha: str) -> None:
         )
 
 
-def _stored(out_dir: Path) -> dict[tuple[str, int, str], SampleResult]:
-    rows, _ = read_jsonl_tolerant(out_dir / RunStore.SAMPLES)
-    out = {}
-    for row in rows:
-        try:
-            r = SampleResult.from_json(row)
-        except (KeyError, ValueError):
-            continue
-        out[r.key] = r
-    return out
-
-
 def grade(jobs: list[ExecJob], req: GradeRequest) -> dict:
     """Grade the jobs not yet graded in req.out_dir, then write samples.jsonl and results.json."""
     started = provenance.now_iso()
     t0 = time.monotonic()
     check_run_dir(req.out_dir, req.benchmark, req.dataset.get("sha256", ""))
-    stored = _stored(req.out_dir)
+    stored = read_graded(req.out_dir)
     todo = [j for j in jobs if not (j.key in stored and is_final(stored[j.key]))]
     sandbox = make_sandbox(req.sandbox, req.workers, req.limits) if todo else None
     sandbox_prov: dict = {"kind": req.sandbox, "note": "nothing left to grade"}

@@ -50,6 +50,19 @@ def read_jsonl_tolerant(path: Path) -> tuple[list[dict], int]:
     return rows, torn
 
 
+def read_graded(root: Path) -> dict[tuple[str, int, str], SampleResult]:
+    """Verdicts stored in root/samples.jsonl by key (newest row wins); readable without the lock."""
+    rows, _ = read_jsonl_tolerant(root / RunStore.SAMPLES)
+    out: dict[tuple[str, int, str], SampleResult] = {}
+    for row in rows:
+        try:
+            res = SampleResult.from_json(row)
+        except (KeyError, ValueError):
+            continue
+        out[res.key] = res
+    return out
+
+
 class RunStore:
     """One run directory. Use as a context manager: it holds an exclusive lock while open."""
 
@@ -83,15 +96,7 @@ class RunStore:
     # -- samples -------------------------------------------------------------------------------
     def graded(self) -> dict[tuple[str, int, str], SampleResult]:
         """Verdicts already stored, by key; the newest row wins. Infra errors are not final."""
-        rows, _ = read_jsonl_tolerant(self.root / self.SAMPLES)
-        out: dict[tuple[str, int, str], SampleResult] = {}
-        for row in rows:
-            try:
-                res = SampleResult.from_json(row)
-            except (KeyError, ValueError):
-                continue
-            out[res.key] = res
-        return out
+        return read_graded(self.root)
 
     def append(self, result: SampleResult) -> None:
         """Append one verdict durably."""

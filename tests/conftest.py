@@ -58,3 +58,15 @@ def sandbox_kind(request) -> str:
 
     make_sandbox(request.param, 1)  # raises EnvironmentNotReady with the fixing command
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """The real tiny model's checkpoint directory (provisioned once, idempotently)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts/provision_tiny_model.py")], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]

@@ -22,24 +22,12 @@ from harness.errors import EnvironmentNotReady
 from harness.models.base import Sink
 from harness.models.openai_api import OpenAIBackend
 from harness.models.preflight import check_vllm
-from harness.models.vllm_engine import model_fingerprint, software_versions
+from harness.models.vllm_engine import ENGINE_FIELDS, model_fingerprint, software_versions
 from harness.records import Prompt
 
-FLAGS = (
-    "revision",
-    "tokenizer",
-    "dtype",
-    "quantization",
-    "tensor_parallel_size",
-    "pipeline_parallel_size",
-    "data_parallel_size",
-    "distributed_executor_backend",
-    "max_model_len",
-    "gpu_memory_utilization",
-    "download_dir",
-    "seed",
-)
 BOOL_FLAGS = ("enforce_eager", "trust_remote_code")
+# The engine's settings as `vllm serve` flags; booleans and prefix caching are spelled differently.
+FLAGS = (*(f for f in ENGINE_FIELDS if f not in (*BOOL_FLAGS, "enable_prefix_caching")), "data_parallel_size")
 
 
 def _free_port() -> int:

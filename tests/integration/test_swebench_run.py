@@ -144,17 +144,10 @@ def test_kill_9_during_grading_then_resume(local, tmp_path):
     assert left.stdout.strip() == ""
 
 
-def test_tiny_model_generates_patches_end_to_end(local, tmp_path):
+def test_tiny_model_generates_patches_end_to_end(local, tiny_model, tmp_path):
     """The real tiny model on vLLM: the patch will be wrong; the point is the path."""
-    model = (
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts/provision_tiny_model.py")], capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
     spec = yaml.safe_load((REPO / "configs/smoke-tiny.yaml").read_text())["model"]
-    spec["model"] = model
+    spec["model"] = tiny_model
     cfg = _config(local, tmp_path, spec)
     proc = subprocess.run(
         [

@@ -17,17 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 LIMIT = 6
 
 
-@pytest.fixture(scope="session")
-def tiny_model() -> str:
-    out = subprocess.run(
-        [sys.executable, str(REPO / "scripts/provision_tiny_model.py")],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
 def _harness(args, env_model, timeout=900, **kw):
     env = dict(os.environ, HARNESS_TINY_MODEL=env_model)
     return subprocess.run(
