@@ -193,6 +193,8 @@ def generate_stage(cfg: RunConfig, run_dir: Path, wl: Workload, quiet: bool = Fa
         "prompt_template_sha256": wl.template_sha256,
         "sessions": sessions,
         "generation_wall_s": round(sum(s["wall_s"] for s in sessions), 2),
+        # the machine that generated (grading may run elsewhere: `harness evaluate RUN_DIR`)
+        "host": provenance.host(),
     }
     write_json_atomic(run_dir / GEN_PROVENANCE, gen_prov)
     return gen_prov
