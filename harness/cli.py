@@ -340,10 +340,62 @@ def sandbox_prune() -> None:
     print(f"removed {n} container(s)")
 
 
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories, or directories holding them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Site directory (an earlier report there is replaced)."),
+    claims: Path = typer.Option(None, "--claims", help="Vendor claims (YAML), e.g. configs/claims.yaml."),
+    prices: Path = typer.Option(None, "--prices", help="Prices (YAML), e.g. configs/prices.yaml."),
+    compare: list[str] = typer.Option(
+        [], "--compare", metavar="A B", help="Also compare A with B (run ids, run dirs or model names); repeatable."
+    ),
+    auto_compare: bool = typer.Option(True, "--auto-compare/--no-auto-compare", help="Compare every ranked pair."),
+    seed: int = typer.Option(1234, "--seed", help="Bootstrap seed of the paired differences."),
+    title: str = typer.Option("Replicated results", "--title", help="Site title."),
+) -> None:
+    """Build a static comparison site (pages, data/*.json, tables/*.md|csv) that works offline from file://."""
+    from harness.report.site import ReportRequest, build
+
+    if len(compare) % 2:
+        raise UserInputError("--compare takes two names: --compare A B")
+    rep = build(
+        ReportRequest(
+            run_paths=run_dirs,
+            out=out,
+            claims=claims,
+            prices=prices,
+            compare=list(zip(compare[::2], compare[1::2], strict=True)),
+            auto_compare=auto_compare,
+            seed=seed,
+            title=title,
+        )
+    )
+    ranked = sum(1 for lb in rep.leaderboards.values() for r in lb.rows if r.ranked)
+    print(
+        f"report: {len(rep.runs)} runs ({ranked} ranked) on {len(rep.leaderboards)} leaderboard(s), "
+        f"{len(rep.comparisons)} comparison(s), {len(rep.claims.rows)} claim row(s)"
+    )
+    print(f"site: {out / 'index.html'}")
+
+
+def _spread_pairs(argv: list[str], option: str = "--compare") -> list[str]:
+    """`--compare A B` -> `--compare A --compare B`: typer has no repeatable two-value option."""
+    out, i = [], 0
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] == option and i + 2 < len(argv) and not argv[i + 2].startswith("-"):
+            out += [argv[i + 1], option, argv[i + 2]]
+            i += 3
+            continue
+        i += 1
+    return out
+
+
 def main() -> None:
     """Console entry point: HarnessError becomes a one-line message and its exit code."""
     try:
-        app()
+        argv = sys.argv[1:]
+        app(args=_spread_pairs(argv) if argv[:1] == ["report"] else argv, prog_name="harness")
     except HarnessError as e:
         _err(str(e))
         sys.exit(e.exit_code)

@@ -1,0 +1,167 @@
+"""`harness report`: run directories -> a static site, data/*.json and tables/*.md|csv.
+
+Every input is read and checked before anything is written; the site is built in a temporary
+directory beside SITE_DIR and swapped in at the end, so an error leaves the previous site (or
+nothing) in place. A SITE_DIR that holds anything but an earlier report is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__, provenance
+from harness.errors import UserInputError
+from harness.report import pages, tables
+from harness.report.claims import claim_rows, load_claims
+from harness.report.compare import auto_pairs, compare, requested_pairs
+from harness.report.prices import load_prices
+from harness.report.runs import Run, load_runs
+from harness.report.schema import DATA_MODELS, Comparison, Index, Leaderboard, RunDetail, dump
+from harness.report.summary import rank, summarize, task_outcomes
+
+MARKER = ".harness-report"
+
+
+@dataclass
+class ReportRequest:
+    run_paths: list[Path]
+    out: Path
+    claims: Path | None = None
+    prices: Path | None = None
+    compare: list[tuple[str, str]] = field(default_factory=list)
+    auto_compare: bool = True
+    seed: int = 1234
+    title: str = "Replicated results"
+
+
+@dataclass
+class Report:
+    """Everything the pages, tables and data files are made from."""
+
+    title: str
+    generated_at: str
+    generator: dict
+    runs: list[Run]
+    details: dict[str, RunDetail]
+    leaderboards: dict[str, Leaderboard]
+    comparisons: list[Comparison]
+    claims: object  # schema.Claims
+    prices: dict | None
+    index: Index
+
+
+def generated_at() -> str:
+    """Now, or SOURCE_DATE_EPOCH (reproducible builds: the same inputs give byte-identical files)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
+    return when.isoformat(timespec="seconds")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
+        raise UserInputError(
+            f"--out {out}: exists and is not a report written by `harness report`; choose another directory"
+        )
+
+
+def assemble(req: ReportRequest) -> Report:
+    """Read and check every input, compute every table; writes nothing."""
+    _check_out(req.out)
+    claims_file = load_claims(req.claims) if req.claims else None
+    prices = load_prices(req.prices) if req.prices else None
+    runs = load_runs(req.run_paths)
+    summaries = {r.run_id: summarize(r, prices) for r in runs}
+    boards: dict[str, list] = {}
+    for r in runs:
+        boards.setdefault(r.leaderboard, []).append(summaries[r.run_id])
+    leaderboards = {
+        b: Leaderboard(benchmark=b, metric=rows[0].headline.metric, rows=rank(rows))
+        for b, rows in sorted(boards.items())
+    }
+    pairs = requested_pairs(req.compare, runs)
+    seen = {frozenset((a.run_id, b.run_id)) for a, b in pairs}
+    for a, b in auto_pairs(runs, summaries) if req.auto_compare else []:
+        if frozenset((a.run_id, b.run_id)) not in seen:
+            seen.add(frozenset((a.run_id, b.run_id)))
+            pairs.append((a, b))
+    comparisons = [compare(a, b, summaries[a.run_id], summaries[b.run_id], req.seed) for a, b in pairs]
+    details = {
+        r.run_id: RunDetail(
+            run=summaries[r.run_id], provenance=r.results.provenance, config=r.config, tasks=task_outcomes(r)
+        )
+        for r in runs
+    }
+    claims = claim_rows(claims_file, req.claims, runs, summaries)
+    generator = {"harness_version": __version__, "harness_git_sha": provenance.git_sha()}
+    prices_info = None
+    if req.prices:
+        prices_info = {"path": str(req.prices), "sha256": _sha256(req.prices)}
+    index = Index(
+        generated_at=generated_at(),
+        generator=generator,
+        inputs=[summaries[r.run_id].source for r in runs],
+        prices=prices_info,
+        leaderboards={b: f"data/leaderboard-{b}.json" for b in leaderboards},
+        runs={r.run_id: f"data/runs/{r.run_id}.json" for r in runs},
+        comparisons={c.id: f"data/compare/{c.id}.json" for c in comparisons},
+        claims="data/claims.json",
+    )
+    return Report(
+        req.title, index.generated_at, generator, runs, details, leaderboards, comparisons, claims, prices_info, index
+    )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_data(report: Report, root: Path) -> None:
+    """data/*.json and the JSON Schema of each kind of file."""
+    _write_json(root / "data/index.json", dump(report.index))
+    for b, board in report.leaderboards.items():
+        _write_json(root / f"data/leaderboard-{b}.json", dump(board))
+    for rid, detail in report.details.items():
+        _write_json(root / f"data/runs/{rid}.json", dump(detail))
+    for c in report.comparisons:
+        _write_json(root / f"data/compare/{c.id}.json", dump(c))
+    _write_json(root / "data/claims.json", dump(report.claims))
+    for kind, model in DATA_MODELS.items():
+        _write_json(root / f"data/schema/{kind}.schema.json", model.model_json_schema(by_alias=True))
+
+
+def build(req: ReportRequest) -> Report:
+    """Assemble, render into a temporary directory, then swap it in for req.out."""
+    report = assemble(req)
+    out = req.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        write_data(report, tmp)
+        tables.write(report, tmp)
+        pages.write(report, tmp)
+        (tmp / MARKER).write_text(f"written by harness {__version__} at {report.generated_at}\n")
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return report
