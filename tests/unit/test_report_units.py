@@ -131,7 +131,8 @@ def test_claims_file_errors_name_the_line_and_key(tmp_path):
     f = tmp_path / "claims.yaml"
     f.write_text(
         "claims:\n"
-        "  - model: m\n    benchmark: humaneval\n    value_percent: 50\n    source: https://x.test\n    date: 2024-01-01\n"
+        "  - model: m\n    benchmark: humaneval\n    value_percent: 50\n    source: https://x.test\n"
+        "    date: 2024-01-01\n"
         "  - model: m\n    benchmark: humaneval\n    valeu_percent: 50\n    source: https://x.test\n"
         "    date: 2024-01-01\n"
         "  - model: m\n    benchmark: humaneval\n    value_percent: 150\n    source: x.test\n    date: 2024-01-01\n"
@@ -197,7 +198,7 @@ def test_discover_finds_run_dirs_below_and_skips_logs(tmp_path):
     (tmp_path / "a" / GREEDY.name / "logs" / "x" / "results.json").write_text("{}")
     assert runs_mod.discover([tmp_path]) == [tmp_path / "a" / GREEDY.name]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserInputError, match="no results.json in it or below"):
+    with pytest.raises(UserInputError, match=r"no results\.json in it or below"):
         runs_mod.discover([tmp_path / "empty"])
 
 

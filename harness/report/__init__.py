@@ -1,0 +1,1 @@
+"""`harness report`: the static comparison site built from run directories (see site.py)."""
