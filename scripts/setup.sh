@@ -3,21 +3,27 @@
 # the project venv (.venv) and the sandbox image. Safe to run again; it skips what is there.
 #   bash scripts/setup.sh            # core: grading in Docker / bubblewrap, tests
 #   bash scripts/setup.sh --vllm     # also vLLM for CPU (or GPU wheels where CUDA is present)
+#   bash scripts/setup.sh --tests    # also what only the tests need (Debian's chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WITH_VLLM=0
+WITH_TESTS=0
 for arg in "$@"; do
   case "$arg" in
     --vllm) WITH_VLLM=1 ;;
+    --tests) WITH_TESTS=1 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
 
 log() { echo "[setup] $*" >&2; }
 
-# 1. Debian packages: the Docker engine, debootstrap (offline image), bubblewrap, chromium (pages).
+# 1. Debian packages: the Docker engine, debootstrap (offline image), bubblewrap; for the tests also
+#    chromium (the report's pages are tested in real headless Chromium, driven by Playwright, which
+#    never downloads a browser of its own).
 packages=(docker.io debootstrap bubblewrap git)
+[ "$WITH_TESTS" = 1 ] && packages+=(chromium)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

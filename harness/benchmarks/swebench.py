@@ -31,13 +31,31 @@ class SWEDataset:
     source: str
     sha256: str
     instances: list[dict]
+    split: str | None = None  # lite | verified | full | dev when known: the leaderboard it belongs on
+    full_tasks: int | None = None  # instances before instance_ids / repos / limit: a filtered run is partial
 
     @property
     def by_id(self) -> dict[str, dict]:
         return {i["instance_id"]: i for i in self.instances}
 
     def info(self) -> dict:
-        return {"name": self.name, "source": self.source, "sha256": self.sha256, "tasks": len(self.instances)}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "tasks": len(self.instances),
+            "split": self.split,
+            "full_tasks": self.full_tasks,
+        }
+
+
+# Local copies of the official splits under their published file names (e.g. SWE-bench_Lite.test.parquet).
+_LOCAL_SPLITS = {
+    "swe-bench_lite.test": "lite",
+    "swe-bench_verified.test": "verified",
+    "swe-bench.test": "full",
+    "swe-bench_lite.dev": "dev",
+}
 
 
 def _read_local(path: Path) -> list[dict]:
@@ -71,6 +89,7 @@ def load_dataset(
     spec: str, instance_ids: list[str] | None = None, repos: list[str] | None = None, limit: int | None = None
 ) -> SWEDataset:
     """spec: lite | verified | full | dev (Hugging Face) or a local .parquet / .json / .jsonl path."""
+    known_split = spec if spec in SPLITS else None
     if spec in SPLITS:
         name, split = SPLITS[spec]
         try:
@@ -90,10 +109,12 @@ def load_dataset(
         rows = _read_local(path)
         source = str(path.resolve())
         name = path.stem
+        known_split = _LOCAL_SPLITS.get(path.stem.lower())
     for n, r in enumerate(rows):
         missing = [k for k in REQUIRED if k not in r]
         if missing:
             raise UserInputError(f"{spec}: instance {n} ({r.get('instance_id', '?')}) lacks {', '.join(missing)}")
+    full_tasks = len(rows)
     if instance_ids:
         known = {r["instance_id"] for r in rows}
         unknown = [i for i in instance_ids if i not in known]
@@ -106,7 +127,7 @@ def load_dataset(
         rows = rows[:limit]
     if not rows:
         raise UserInputError(f"{spec}: no instances left after the filters")
-    return SWEDataset(name, source, content_sha256(rows), rows)
+    return SWEDataset(name, source, content_sha256(rows), rows, known_split, full_tasks)
 
 
 def tests_of(instance: dict, key: str) -> list[str]:

@@ -87,7 +87,8 @@ def _compare_grid(c: Comparison, report: Report):
 
 def write(report: Report, root: Path) -> None:
     env = environment()
-    common = {"report": report, "boards": list(report.leaderboards)}
+    claimed = {(r.model, r.benchmark, r.metric, r.claimed, r.source, r.date) for r in report.claims.rows}
+    common = {"report": report, "boards": list(report.leaderboards), "claims_count": len(claimed)}
 
     def render(template: str, path: str, **ctx: Any) -> None:
         depth = path.count("/")
@@ -125,7 +126,7 @@ def write(report: Report, root: Path) -> None:
         render("compare.html.j2", c.page, c=c, chart=chart, grid=_compare_grid(c, report))
     points = [
         (
-            f"{r.model} · {r.benchmark} {r.metric}" + (f" · {r.run_id}" if r.run_id else ""),
+            f"{r.model} {r.metric}" + (f" → {r.run_id}" if r.run_id else ""),
             r.claimed,
             r.replicated,
             r.replicated_ci95,

@@ -83,7 +83,8 @@ class Run:
     def leaderboard(self) -> str:
         """Leaderboard key: the benchmark, and for SWE-bench its split (lite and verified never mix)."""
         if self.benchmark == "swebench":
-            return f"swebench-{_slug(str(self.results.dataset.get('name') or 'local'))}"
+            ds = self.results.dataset
+            return f"swebench-{ds.get('split') or _slug(str(ds.get('name') or 'local'))}"
         return self.benchmark
 
     def by_task(self) -> dict[str, TaskScore]:

@@ -80,7 +80,8 @@ def headline(run: Run) -> Headline:
 
 def _coverage_gap(run: Run) -> str | None:
     c = run.results.counts
-    total = c.get("dataset_tasks") or run.results.dataset.get("tasks")
+    ds = run.results.dataset
+    total = c.get("dataset_tasks") or ds.get("full_tasks") or ds.get("tasks")  # full_tasks: SWE-bench before filters
     graded = c.get("tasks") or 0
     if total and graded < total:
         return f"covers {graded} of the dataset's {total} tasks"

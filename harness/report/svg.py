@@ -131,8 +131,10 @@ def claim_plot(points: list[tuple[str, float, float | None, tuple[float, float] 
 
     for i, (label, claimed, value, ci) in enumerate(points):
         y = top + i * row_h + 13
-        name = escape(label if len(label) <= 44 else label[:43] + "…")
-        body.append(f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end">{name}</text>')
+        name = escape(label if len(label) <= 40 else label[:39] + "…")
+        body.append(
+            f'<text x="{label_w - 6}" y="{y + 4}" text-anchor="end">{name}<title>{escape(label)}</title></text>'
+        )
         if ci is not None and value is not None:
             tip = escape(f"{label}: replicated {_pct(value)}, 95% CI {_pct(ci[0])} to {_pct(ci[1])}")
             body.append(

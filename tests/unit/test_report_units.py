@@ -119,6 +119,16 @@ def test_partial_and_incomplete_runs_are_not_ranked():
     assert not bad.ranked and bad.not_ranked_reason.startswith("incomplete: 3 sample(s)")
 
 
+def test_swebench_runs_are_boarded_by_split_and_filtered_runs_are_partial():
+    metrics = {"resolved": 0.3, "resolved_ci95": [0.1, 0.6]}
+    run = _run_with({}, benchmark="swebench", metrics=metrics, counts={"tasks": 10, "samples": 10})
+    run.results.dataset.update(name="SWE-bench/SWE-bench_Lite", split="lite", tasks=10, full_tasks=300)
+    assert run.leaderboard == "swebench-lite"
+    assert summary.summarize(run, None).not_ranked_reason == "partial: covers 10 of the dataset's 300 tasks"
+    run.results.dataset.update(split=None, name="my tasks.jsonl", full_tasks=None)  # a local file of unknown split
+    assert run.leaderboard == "swebench-my-tasks.jsonl" and summary.summarize(run, None).ranked
+
+
 # -- claims ------------------------------------------------------------------------------------------
 def test_verdict_boundaries():
     assert claims_mod.verdict(0.5, (0.4, 0.6)) == "consistent"

@@ -59,6 +59,10 @@ def test_real_lite_dev_split_loads_with_every_field():
     assert gold_files(inst) and all(not f.startswith(("a/", "b/")) for f in gold_files(inst))
     lim = load_dataset(str(SHARED_DATA / "swebench/SWE-bench_Lite.test.parquet"), repos=["django/django"], limit=5)
     assert len(lim.instances) == 5 and {i["repo"] for i in lim.instances} == {"django/django"}
+    # the split is recognised from the official file name, and the size before filtering is kept,
+    # so the report puts the run on the Lite board and marks it partial
+    assert (ds.info()["split"], ds.info()["full_tasks"]) == ("dev", 23)
+    assert (lim.info()["split"], lim.info()["tasks"], lim.info()["full_tasks"]) == ("lite", 5, 300)
     with pytest.raises(UserInputError, match="not in"):
         load_dataset(str(SHARED_DATA / "swebench/SWE-bench_Lite.dev.parquet"), instance_ids=["nope__x-1"])
 
