@@ -12,9 +12,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.benchmarks.humaneval import HumanEval, build_program, sha256_file
+from harness.benchmarks.humaneval import HumanEval, build_program
 from harness.errors import UserInputError
 from harness.records import ExecJob
+from harness.store import sha256_file
 
 
 @dataclass

@@ -9,6 +9,7 @@ in task order (stale rows from another samples file or superseded infra errors a
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -17,6 +18,15 @@ from typing import Any
 
 from harness.errors import UserInputError
 from harness.records import SampleResult, Status
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from harness.errors import UserInputError
 from harness.records import Task
+from harness.store import sha256_file
 
 HUMANEVAL_PLUS_VERSION = "v0.1.10"
 HUMANEVAL_PLUS_FILE = f"HumanEvalPlus-OriginFmt-{HUMANEVAL_PLUS_VERSION}.jsonl.gz"
@@ -29,14 +30,6 @@ HUMANEVAL_PLUS_URL = (
 )
 # sha256 of the release asset above, checked after download and on every load.
 HUMANEVAL_PLUS_SHA256 = "daa7661c8189924068069b0872a440b491edb60f8bdf431d5957adc88d18bae5"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_program(task: Task, completion: str | None = None, solution: str | None = None) -> str:

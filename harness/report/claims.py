@@ -10,7 +10,6 @@ incomplete or partial runs that were not counted.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from harness import metrics
 from harness.report.runs import Run
 from harness.report.schema import ClaimRow, Claims, RunSummary
+from harness.store import sha256_file
 from harness.yamlfile import load_yaml_model
 
 METRICS = ("pass@1", "pass@10", "pass@100", "resolved")
@@ -88,12 +88,13 @@ def claim_rows(
 ) -> Claims:
     rows: list[ClaimRow] = []
     for c in claims.claims if claims else []:
+        claimed = round(c.value_percent / 100, 10)  # 67.8 -> 0.678, not 0.6779999999999999
         base = {
             "model": c.model,
             "vendor_model": c.vendor_model,
             "benchmark": c.benchmark,
             "metric": c.metric,
-            "claimed": c.value_percent / 100,
+            "claimed": claimed,
             "claimed_setting": c.setting,
             "source": c.source,
             "date": c.date.isoformat(),
@@ -110,9 +111,9 @@ def claim_rows(
                     run_id=r.run_id,
                     replicated=value,
                     replicated_ci95=ci,
-                    difference=value - c.value_percent / 100,
+                    difference=value - claimed,
                     run_decoding=summaries[r.run_id].decoding,
-                    verdict=verdict(c.value_percent / 100, ci) if ci else "not yet replicated",
+                    verdict=verdict(claimed, ci) if ci else "not yet replicated",
                     note=c.note if ci else "the run has no confidence interval for this metric",
                 )
             )
@@ -122,6 +123,6 @@ def claim_rows(
             rows.append(ClaimRow(**base, verdict="not yet replicated", note=note))
     return Claims(
         claims_file=str(path) if path else None,
-        claims_sha256=hashlib.sha256(path.read_bytes()).hexdigest() if path else None,
+        claims_sha256=sha256_file(path) if path else None,
         rows=rows,
     )

@@ -8,7 +8,6 @@ mid-write (or edited by hand) is refused with the reason instead of being publis
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import OrderedDict
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import UserInputError
 from harness.records import SampleResult, Status
-from harness.store import read_jsonl_tolerant
+from harness.store import read_jsonl_tolerant, sha256_file
 
 RESULTS_SCHEMA_READ = 1
 HEADLINE = {"swebench": "resolved"}  # every other benchmark: pass@1
@@ -93,10 +92,6 @@ class Run:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -220,7 +215,7 @@ def load_run(path: Path, run_id: str | None = None) -> Run:
     config, config_sha = None, None
     if (path / "config.yaml").is_file():
         config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-        config_sha = _sha256(path / "config.yaml")
+        config_sha = sha256_file(path / "config.yaml")
     return Run(
         run_id=run_id or _slug(path.name),
         path=path,
@@ -228,8 +223,8 @@ def load_run(path: Path, run_id: str | None = None) -> Run:
         tasks=tasks,
         config=config,
         generations=_token_totals(path / "generations.jsonl"),
-        results_sha256=_sha256(path / "results.json"),
-        samples_sha256=_sha256(path / "samples.jsonl"),
+        results_sha256=sha256_file(path / "results.json"),
+        samples_sha256=sha256_file(path / "samples.jsonl"),
         config_sha256=config_sha,
     )
 

@@ -21,8 +21,9 @@ from harness.report.claims import claim_rows, load_claims
 from harness.report.compare import auto_pairs, compare, requested_pairs
 from harness.report.prices import load_prices
 from harness.report.runs import Run, load_runs
-from harness.report.schema import DATA_MODELS, Comparison, Index, Leaderboard, RunDetail, dump
+from harness.report.schema import DATA_MODELS, Claims, Comparison, Index, Leaderboard, RunDetail, dump
 from harness.report.summary import rank, summarize, task_outcomes
+from harness.store import sha256_file
 
 MARKER = ".harness-report"
 
@@ -44,15 +45,20 @@ class Report:
     """Everything the pages, tables and data files are made from."""
 
     title: str
-    generated_at: str
-    generator: dict
     runs: list[Run]
     details: dict[str, RunDetail]
     leaderboards: dict[str, Leaderboard]
     comparisons: list[Comparison]
-    claims: object  # schema.Claims
-    prices: dict | None
+    claims: Claims
     index: Index
+
+    @property
+    def generated_at(self) -> str:
+        return self.index.generated_at
+
+    @property
+    def generator(self) -> dict:
+        return self.index.generator
 
 
 def generated_at() -> str:
@@ -97,29 +103,17 @@ def assemble(req: ReportRequest) -> Report:
         for r in runs
     }
     claims = claim_rows(claims_file, req.claims, runs, summaries)
-    generator = {"harness_version": __version__, "harness_git_sha": provenance.git_sha()}
-    prices_info = None
-    if req.prices:
-        prices_info = {"path": str(req.prices), "sha256": _sha256(req.prices)}
     index = Index(
         generated_at=generated_at(),
-        generator=generator,
+        generator={"harness_version": __version__, "harness_git_sha": provenance.git_sha()},
         inputs=[summaries[r.run_id].source for r in runs],
-        prices=prices_info,
+        prices={"path": str(req.prices), "sha256": sha256_file(req.prices)} if req.prices else None,
         leaderboards={b: f"data/leaderboard-{b}.json" for b in leaderboards},
         runs={r.run_id: f"data/runs/{r.run_id}.json" for r in runs},
         comparisons={c.id: f"data/compare/{c.id}.json" for c in comparisons},
         claims="data/claims.json",
     )
-    return Report(
-        req.title, index.generated_at, generator, runs, details, leaderboards, comparisons, claims, prices_info, index
-    )
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return Report(req.title, runs, details, leaderboards, comparisons, claims, index)
 
 
 def _write_json(path: Path, data: dict) -> None:
