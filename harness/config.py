@@ -271,16 +271,9 @@ def apply_override(data: dict, assignment: str) -> None:
 
 def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     """Load, override and validate; UserInputError names the file and the key on any problem."""
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise UserInputError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(data, dict):
-        raise UserInputError(f"{path}: expected a mapping at the top level")
+    from harness.yamlfile import read_mapping
+
+    data, _ = read_mapping(path, "config")
     for o in overrides or []:
         apply_override(data, o)
     return validate(data, str(path))

@@ -18,7 +18,7 @@ from harness import metrics
 from harness.report.runs import Run
 from harness.report.schema import ClaimRow, Claims, RunSummary
 from harness.store import sha256_file
-from harness.yamlfile import load_yaml_model
+from harness.yamlfile import SourceURL, load_yaml_model
 
 METRICS = ("pass@1", "pass@10", "pass@100", "resolved")
 
@@ -31,16 +31,9 @@ class Claim(BaseModel):
     metric: str = "pass@1"
     value_percent: float = Field(ge=0, le=100, description="the claimed figure, in percent as published")
     setting: str | None = Field(None, description="the conditions the vendor states (shots, decoding)")
-    source: str
+    source: SourceURL = Field(description="the publication")
     date: dt.date
     note: str | None = None
-
-    @field_validator("source")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL of the publication")
-        return v
 
     @field_validator("metric")
     @classmethod

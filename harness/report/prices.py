@@ -12,11 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.report.runs import Run
 from harness.report.schema import CostSpeed, Hardware
-from harness.yamlfile import load_yaml_model
+from harness.yamlfile import SourceURL, load_yaml_model
 
 
 class _Strict(BaseModel):
@@ -24,15 +24,8 @@ class _Strict(BaseModel):
 
 
 class _Sourced(_Strict):
-    source: str = Field(description="where the price was read (URL)")
+    source: SourceURL = Field(description="where the price was read")
     as_of: dt.date
-
-    @field_validator("source")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s) URL")
-        return v
 
 
 class HourPrice(_Sourced):
