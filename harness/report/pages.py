@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from harness.report import svg
@@ -107,14 +106,14 @@ def write(report: Report, root: Path) -> None:
         render("leaderboard.html.j2", f"leaderboard/{b}.html", lb=lb, chart=board_chart(b, "../"))
     render("index.html.j2", "index.html", charts={b: board_chart(b, "") for b in report.leaderboards})
     by_run = {rid: [c for c in report.comparisons if rid in (c.a.run_id, c.b.run_id)] for rid in report.details}
+    config_texts = {r.run_id: r.config_text for r in report.runs}
     for rid, detail in report.details.items():
-        config_text = yaml.safe_dump(detail.config, sort_keys=False) if detail.config else None
         render(
             "run.html.j2",
             detail.run.page,
             d=detail,
             grid=_run_grid(detail),
-            config_text=config_text,
+            config_text=config_texts[rid],
             comparisons=by_run[rid],
         )
     for c in report.comparisons:

@@ -65,6 +65,7 @@ class Run:
     results: ResultsV1
     tasks: list[TaskScore]
     config: dict | None
+    config_text: str | None  # config.yaml verbatim (its sha256 is config_sha256)
     generations: dict[str, int | None]  # prompt_tokens, completion_tokens summed over generations.jsonl
     results_sha256: str
     samples_sha256: str
@@ -212,9 +213,10 @@ def load_run(path: Path, run_id: str | None = None) -> Run:
     samples = read_samples(path / "samples.jsonl")
     tasks = task_scores(samples)
     _check_consistent(path, results, samples, tasks)
-    config, config_sha = None, None
+    config, config_text, config_sha = None, None, None
     if (path / "config.yaml").is_file():
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        config_text = (path / "config.yaml").read_text(encoding="utf-8")
+        config = yaml.safe_load(config_text)
         config_sha = sha256_file(path / "config.yaml")
     return Run(
         run_id=run_id or _slug(path.name),
@@ -222,6 +224,7 @@ def load_run(path: Path, run_id: str | None = None) -> Run:
         results=results,
         tasks=tasks,
         config=config,
+        config_text=config_text,
         generations=_token_totals(path / "generations.jsonl"),
         results_sha256=sha256_file(path / "results.json"),
         samples_sha256=sha256_file(path / "samples.jsonl"),

@@ -64,8 +64,11 @@ class Report:
 def generated_at() -> str:
     """Now, or SOURCE_DATE_EPOCH (reproducible builds: the same inputs give byte-identical files)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch else dt.datetime.now(dt.timezone.utc)
-    return when.isoformat(timespec="seconds")
+    if not epoch:
+        return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    if not epoch.isdigit():
+        raise UserInputError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970-01-01 UTC")
+    return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _check_out(out: Path) -> None:

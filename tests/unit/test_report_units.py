@@ -4,6 +4,7 @@ ranking, claims verdicts, input files with line numbers, and the CLI's bad-input
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def _run_with(provenance: dict, model: str = "m", counts: dict | None = None, **
         provenance=provenance,
         **results,
     )
-    return runs_mod.Run("r", Path("r"), res, [], None, {"prompt_tokens": 1000, "completion_tokens": 4000}, "", "", None)
+    tokens = {"prompt_tokens": 1000, "completion_tokens": 4000}
+    return runs_mod.Run("r", Path("r"), res, [], None, None, tokens, "", "", None)
 
 
 def _copy(src: Path, tmp_path: Path) -> Path:
@@ -257,6 +259,17 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path):
     bad.write_text("claims:\n  - model: m\n    benchmark: [humaneval\n")
     proc = _harness("report", str(GREEDY), "--out", str(out), "--claims", str(bad))
     assert proc.returncode == 2 and f"{bad}:4: not valid YAML" in proc.stderr and not out.exists()
+
+
+def test_bad_source_date_epoch_is_bad_input(tmp_path):
+    env = dict(os.environ, SOURCE_DATE_EPOCH="yesterday")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(GREEDY), "--out", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 2 and "SOURCE_DATE_EPOCH='yesterday'" in proc.stderr and not (tmp_path / "s").exists()
 
 
 def test_out_dir_of_other_files_is_never_overwritten(tmp_path):
