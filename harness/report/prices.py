@@ -85,8 +85,7 @@ def cost_speed(run: Run, hw: Hardware, tasks: int, prices: PricesFile | None) ->
     if hw.gpu_count:
         entry, units, unit = _first(prices.gpu_hour, hw.gpu_type), hw.gpu_count, "GPU-hours"
     else:
-        host_cpu = (gen.get("host") or {}).get("cpu_model") if gen.get("backend") in ("vllm", "transformers") else None
-        entry, units, unit = _first(prices.cpu_hour, host_cpu), 1, "machine-hours"
+        entry, units, unit = _first(prices.cpu_hour, hw.generation_cpu), 1, "machine-hours"
     if entry is None:
         return out
     hours = units * wall / 3600

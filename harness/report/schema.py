@@ -38,6 +38,7 @@ class Hardware(_Model):
     generation: str = Field(description="what generated the answers, e.g. '4x NVIDIA A100-SXM4-80GB'")
     gpu_type: str | None = None
     gpu_count: int = 0
+    generation_cpu: str | None = Field(None, description="the CPU that generated, when no GPU did")
     grading_cpu: str | None = None
 
 

@@ -37,8 +37,14 @@ def hardware(run: Run) -> Hardware:
         return Hardware(generation=f"{count}x {name}", gpu_type=name, gpu_count=count, grading_cpu=grading)
     where = f"CPU: {host_cpu}" if host_cpu else "CPU (host not recorded)"
     if backend in ("vllm", "vllm-server"):
-        return Hardware(generation=f"{where}, vLLM CPU build", grading_cpu=grading)
-    return Hardware(generation=f"{backend} ({where if host_cpu else 'device not recorded'})", grading_cpu=grading)
+        return Hardware(generation=f"{where}, vLLM CPU build", generation_cpu=host_cpu, grading_cpu=grading)
+    device = str(((run.config or {}).get("model") or {}).get("device") or "not recorded")
+    on_cpu = device == "cpu"
+    return Hardware(
+        generation=f"{backend} on device {device}" + (f" ({where})" if on_cpu else ""),
+        generation_cpu=host_cpu if on_cpu else None,
+        grading_cpu=grading,
+    )
 
 
 def decoding(run: Run) -> Decoding | None:

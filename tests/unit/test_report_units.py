@@ -60,6 +60,15 @@ def test_hardware_from_generation_provenance():
     assert hosted.generation == "hosted endpoint (api.vendor.test)" and hosted.gpu_count == 0
     cpu = {"backend": "vllm", "gpus": [], "cpu_build": True, "host": {"cpu_model": "Some CPU"}}
     assert summary.hardware(_run_with({"model": cpu})).generation == "CPU: Some CPU, vLLM CPU build"
+    assert summary.hardware(_run_with({"model": cpu})).generation_cpu == "Some CPU"
+    hf = _run_with({"model": {"backend": "transformers", "host": {"cpu_model": "Some CPU"}}})
+    hf.config = {"model": {"device": "cuda"}}
+    assert (summary.hardware(hf).generation, summary.hardware(hf).generation_cpu) == (
+        "transformers on device cuda",
+        None,
+    )
+    hf.config = {"model": {"device": "cpu"}}
+    assert summary.hardware(hf).generation_cpu == "Some CPU"
     graded_only = summary.hardware(_run_with({"cpu_model": "X", "cpu_count": 2}))
     assert graded_only.generation.startswith("not recorded") and graded_only.grading_cpu == "X (2 cores)"
 
