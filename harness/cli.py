@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import typer
 from harness.errors import HarnessError, UserInputError
 
 app = typer.Typer(
-    help="Self-hosted evaluation harness for code models (HumanEval, HumanEval+, SWE-bench).",
+    help="Self-hosted evaluation harness for code models: benchmarks, solvers, scorers and backends are plug-ins.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -19,201 +18,217 @@ app = typer.Typer(
 sandbox_app = typer.Typer(help="Build and inspect the execution sandbox.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 
-HUMANEVAL_DATASETS = ("humaneval", "humaneval-plus")
-
 
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
+# Grading flags of `harness evaluate`, by the config key each sets. "{workers}" and "{timeout}" are the
+# keys the benchmark names (its scorer's settings live in the benchmark's or the sandbox's section).
+GRADING_FLAGS = {
+    "--sandbox": "sandbox.kind",
+    "--memory-mb": "sandbox.memory_mb",
+    "--workers": "{workers}",
+    "--timeout": "{timeout}",
+}
+PREDICTION_FLAGS = {
+    "--dataset-path": "benchmark.path",
+    "--limit": "benchmark.limit",
+    "--instance-id": "benchmark.instance_ids",
+    "--images": "benchmark.images",
+}
+
+
 @app.command()
 def evaluate(
-    target: str = typer.Argument(..., help="Benchmark (humaneval, humaneval-plus, swebench) or a run directory."),
-    samples: Path = typer.Argument(None, help="Samples JSONL: {task_id, completion} or {task_id, solution}."),
+    target: str = typer.Argument(..., help="A benchmark (see `harness list`) or a run directory."),
+    samples: Path = typer.Argument(None, help="Predictions / samples file (the benchmark's format)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (created; re-running resumes)."),
-    dataset: str = typer.Option(None, "--dataset", help="humaneval | humaneval-plus (default: the target)."),
-    dataset_path: Path = typer.Option(None, "--dataset-path", help="Local dataset file instead of the default."),
-    sandbox: str = typer.Option("auto", "--sandbox", help="auto | docker | bwrap."),
-    workers: int = typer.Option(os.cpu_count() or 2, "--workers", "-j", help="Sandbox instances in parallel."),
-    timeout: float = typer.Option(
-        None, "--timeout", help="Seconds per sample (default 3.0 for HumanEval, 20.0 for HumanEval+)."
-    ),
-    model_name: str = typer.Option(None, "--model-name", help="Label in results (default: samples file name)."),
-    limit: int = typer.Option(None, "--limit", help="Grade only the first N tasks of the samples file."),
-    seed: int = typer.Option(1234, "--seed", help="Bootstrap seed for the pass@1 CI."),
-    memory_mb: int = typer.Option(1024, "--memory-mb", help="Memory limit per sample (MB)."),
+    sets: list[str] = typer.Option([], "--set", help="Override a setting: --set benchmark.timeout_s=600."),
+    dataset: str = typer.Option(None, "--dataset", help="The benchmark's dataset (a variant, a split or a file)."),
+    dataset_path: str = typer.Option(None, "--dataset-path", help="Local dataset file instead of the default."),
+    sandbox: str = typer.Option(None, "--sandbox", help="auto | docker | bwrap (benchmarks graded in the sandbox)."),
+    workers: int = typer.Option(None, "--workers", "-j", help="Grading workers (default: the config's, else CPUs)."),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds per sample (default: the benchmark's)."),
+    model_name: str = typer.Option(None, "--model-name", help="Label in results (default: from the file)."),
+    limit: int = typer.Option(None, "--limit", help="Grade only the first N tasks."),
+    seed: int = typer.Option(1234, "--seed", help="Bootstrap seed for the CI."),
+    memory_mb: int = typer.Option(None, "--memory-mb", help="Memory limit per sample (MB)."),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Exit 0 even with infra errors."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary table."),
-    gold: bool = typer.Option(False, "--gold", help="SWE-bench: grade the reference patches (checks the images)."),
-    instance_ids: list[str] = typer.Option([], "--instance-id", help="SWE-bench: only these instances."),
-    images: str = typer.Option("keep", "--images", help="SWE-bench: keep | remove instance images after use."),
+    gold: bool = typer.Option(False, "--gold", help="Grade the dataset's reference solutions (checks the set-up)."),
+    instance_ids: list[str] = typer.Option([], "--instance-id", help="Only these task / instance ids."),
+    images: str = typer.Option(None, "--images", help="keep | remove instance images after use (where used)."),
 ) -> None:
-    """Grade a samples file produced by anyone (or a run directory's generations), in a sandbox, with resume."""
+    """Grade a predictions file produced by anyone (or a run directory's generations), with resume."""
     import time
 
-    if Path(target).is_dir():
-        _evaluate_run_dir(Path(target), sandbox, workers, quiet, allow_incomplete)
-        return
-    if target == "swebench":
-        _evaluate_swebench(
-            samples,
-            out,
-            dataset,
-            gold,
-            workers,
-            timeout,
-            model_name,
-            limit,
-            instance_ids,
-            images,
-            seed,
-            quiet,
-            allow_incomplete,
-        )
-        return
-    if samples is None or out is None:
-        raise UserInputError("usage: harness evaluate humaneval SAMPLES.jsonl --out DIR (or harness evaluate RUN_DIR)")
-
-    from harness.benchmarks.humaneval import HumanEval, HumanEvalPlus
-    from harness.pipeline import GradeRequest, grade
-    from harness.samples import read_samples
-    from harness.sandbox.base import Limits
-
-    name = dataset or target
-    if target not in HUMANEVAL_DATASETS:
-        raise UserInputError(
-            f"unknown benchmark {target!r}; expected one of: {', '.join(HUMANEVAL_DATASETS)}, swebench"
-        )
-    if name not in HUMANEVAL_DATASETS:
-        raise UserInputError(f"--dataset {name!r}: expected one of: {', '.join(HUMANEVAL_DATASETS)}")
-    if dataset_path is not None and not dataset_path.is_file():
-        raise UserInputError(f"--dataset-path {dataset_path}: no such file")
-    if workers < 1 or (timeout is not None and timeout <= 0) or (limit is not None and limit < 1):
+    grading = {"--sandbox": sandbox, "--memory-mb": memory_mb, "--workers": workers, "--timeout": timeout}
+    predicting = {
+        "--dataset-path": dataset_path,
+        "--limit": limit,
+        "--instance-id": instance_ids or None,
+        "--images": images,
+    }
+    if (
+        (workers is not None and workers < 1)
+        or (timeout is not None and timeout <= 0)
+        or (limit is not None and limit < 1)
+    ):
         raise UserInputError("--workers, --timeout and --limit must be positive")
-    bench = (HumanEvalPlus if name == "humaneval-plus" else HumanEval)(dataset_path)
-    timeout_s = timeout if timeout is not None else bench.default_timeout_s
-    sf = read_samples(samples, bench, timeout_s, limit)
-    info = bench.info()
-    req = GradeRequest(
-        benchmark=name,
-        dataset=info.__dict__,
-        model_name=model_name or samples.name.split(".")[0],
-        out_dir=out,
-        sandbox=sandbox,
-        workers=workers,
-        timeout_s=timeout_s,
-        bootstrap_seed=seed,
-        quiet=quiet,
-        limits=Limits(memory_mb=memory_mb),
-        extra_provenance={"samples_file": str(samples), "samples_sha256": sf.sha256, "limit": limit},
-    )
+    if seed < 0:
+        raise UserInputError(f"--seed {seed}: must be a non-negative integer")
     t0 = time.monotonic()
-    results = grade(sf.jobs, req)
+    if Path(target).is_dir() and samples is None:
+        given = [
+            f for f, v in {**predicting, "--dataset": dataset, "--model-name": model_name}.items() if v is not None
+        ]
+        if given or gold:
+            raise UserInputError(f"{', '.join(given or ['--gold'])}: not for a run directory (its config.yaml decides)")
+        results, out = _evaluate_run_dir(Path(target), grading, sets, quiet), Path(target)
+    else:
+        if out is None or (samples is None) == (not gold):
+            raise UserInputError(
+                f"usage: harness evaluate BENCHMARK PREDICTIONS --out DIR (or --gold instead of PREDICTIONS), "
+                f"or harness evaluate RUN_DIR (got {target!r})"
+            )
+        results = _evaluate_file(target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet)
     _finish(results, time.monotonic() - t0, out, quiet, allow_incomplete)
 
 
-def _evaluate_swebench(
-    preds, out, dataset, gold, workers, timeout, model_name, limit, instance_ids, images, seed, quiet, allow_incomplete
-) -> None:
-    import time
+def _overrides(bench_cls, flags: dict[str, object], table: dict[str, str], uses_sandbox: bool) -> list[str]:
+    """--set assignments for the flags given; a flag the benchmark does not take is bad input."""
+    import json
 
-    from harness.benchmarks.swebench import load_dataset, read_predictions
-    from harness.benchmarks.swebench_grade import SWEGradeRequest, gold_predictions, grade
+    keys = {"{workers}": bench_cls.workers_key, "{timeout}": bench_cls.timeout_key}
+    out = []
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        key = keys.get(table[flag], table[flag])
+        section, _, field = key.partition(".")
+        if section == "sandbox" and not uses_sandbox:
+            raise UserInputError(f"{flag}: does not apply to {bench_cls.name} (its scorer does not use the sandbox)")
+        if section == "benchmark" and field not in bench_cls.Config.model_fields:
+            allowed = ", ".join(k for k in bench_cls.Config.model_fields if k != "name")
+            raise UserInputError(f"{flag}: does not apply to {bench_cls.name} (its settings: {allowed})")
+        out.append(f"{key}={json.dumps(value)}")
+    return out
 
-    if out is None or dataset is None:
-        raise UserInputError("usage: harness evaluate swebench PREDICTIONS --dataset lite|verified|PATH --out DIR")
-    if images not in ("keep", "remove"):
-        raise UserInputError(f"--images {images!r}: expected keep or remove")
-    if gold == (preds is not None):
-        raise UserInputError("give either a PREDICTIONS file or --gold")
-    ds = load_dataset(dataset, instance_ids or None, None, limit)
-    predictions = gold_predictions(ds) if gold else read_predictions(preds, ds)
-    name = model_name or ("gold" if gold else next(iter(predictions.values()))["model_name_or_path"])
-    req = SWEGradeRequest(
-        ds,
-        predictions,
-        name,
-        out,
-        max_workers=workers,
-        timeout_s=int(timeout or 1800),
-        images=images,
-        bootstrap_seed=seed,
-        quiet=quiet,
-        gold=gold,
-        extra_provenance={"predictions_file": str(preds) if preds else "gold"},
-    )
-    t0 = time.monotonic()
-    results = grade(req)
+
+def _evaluate_file(target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet):
+    from pydantic import ValidationError
+
+    from harness.config import SandboxConfig, _format_error, apply_override, plugin_config
+    from harness.pipeline import evaluate_predictions, load_benchmark
+    from harness.registry import BENCHMARKS, SCORERS
+
+    if target not in BENCHMARKS:
+        raise UserInputError(f"unknown benchmark {target!r}; expected one of: {', '.join(BENCHMARKS.names())}")
+    data: dict = {"benchmark": {"name": target}, "sandbox": {}}
+    if dataset is not None:
+        data["benchmark"].update(BENCHMARKS.load(target).dataset_option(dataset))
+    bench_cls = BENCHMARKS.load(data["benchmark"]["name"])
+    uses_sandbox = SCORERS.load(bench_cls.scorer).uses_sandbox
+    for o in _overrides(bench_cls, {**grading, **predicting}, {**GRADING_FLAGS, **PREDICTION_FLAGS}, uses_sandbox):
+        apply_override(data, o)
+    for o in sets:
+        if not o.startswith(("benchmark.", "sandbox.")):
+            raise UserInputError(f"--set {o!r}: evaluate takes benchmark.* and sandbox.* settings")
+        if o.startswith("sandbox.") and not uses_sandbox:
+            raise UserInputError(f"--set {o!r}: {bench_cls.name}'s scorer does not use the sandbox")
+        apply_override(data, o)
+    bench = load_benchmark(plugin_config("benchmarks", "benchmark", data["benchmark"], "command line"))
+    try:
+        sandbox_cfg = SandboxConfig.model_validate(data["sandbox"])
+    except ValidationError as e:
+        raise UserInputError(_format_error("command line", e, SandboxConfig, "sandbox")) from None
+    return evaluate_predictions(bench, samples, out, sandbox_cfg, model_name, seed, quiet)
+
+
+def _evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool):
+    from harness.config import load_config
+    from harness.pipeline import Pipeline
+    from harness.registry import BENCHMARKS, SCORERS
+    from harness.rundir import config_path
+
+    path = config_path(run_dir)
+    name = load_config(path).benchmark.name
+    bench_cls = BENCHMARKS.load(name)
+    overrides = _overrides(bench_cls, grading, GRADING_FLAGS, SCORERS.load(bench_cls.scorer).uses_sandbox)
+    return Pipeline(load_config(path, [*overrides, *sets]), quiet).evaluate(run_dir)
+
+
+def _finish(results, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:
     if not quiet:
-        print_swebench_summary(results, time.monotonic() - t0, out)
-    if gold and not results["gold_check"]["trusted"]:
+        print_summary(results, wall_s, out)
+    check = getattr(results, "gold_check", None)
+    if check and not check["trusted"]:
+        bad = check.get("not_resolved", check.get("not_passed", []))
         _err(
-            f"GOLD PATCHES DID NOT RESOLVE {len(results['gold_check']['not_resolved'])} of {results['counts']['tasks']}"
-            f" instance(s): {', '.join(results['gold_check']['not_resolved'][:10])}. Do not trust this image set."
+            f"REFERENCE SOLUTIONS FAILED on {len(bad)} of {check['total']} task(s): {', '.join(bad[:10])}. "
+            "Do not trust this set-up (sandbox or images)."
         )
         raise typer.Exit(1)
-    if not results["complete"] and not allow_incomplete:
-        _err(f"run incomplete: {results['incomplete_reason']}")
+    if not results.complete and not allow_incomplete:
+        _err(f"run incomplete: {results.incomplete_reason}")
         raise typer.Exit(1)
 
 
-def print_swebench_summary(results: dict, wall_s: float, out: Path) -> None:
+def print_summary(results, wall_s: float, out: Path) -> None:
+    """The headline with its CI, the other metrics, the counts by status, completeness."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"swebench - {results['model']}")
+    table = Table(title=f"{results.benchmark} - {results.model}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    m, c = results["metrics"], results["counts"]
-    table.add_row("resolved", f"{m['resolved']:.4f} ({c['resolved']}/{c['tasks']})")
-    table.add_row("resolved 95% CI", f"[{m['resolved_ci95'][0]:.4f}, {m['resolved_ci95'][1]:.4f}]")
-    for s in ("unresolved", "patch_failed", "empty_patch", "timeout", "infra_error", "generation_error"):
-        table.add_row(s, str(c.get(s, 0)))
-    table.add_row("wall time", f"{wall_s:.1f} s")
+    m, c = results.metrics, results.counts
+    for k, v in m.items():
+        if not k.endswith("_ci95"):
+            table.add_row(k, f"{v:.4f}")
+        else:
+            table.add_row(f"{k[:-5]} 95% CI", f"[{v[0]:.4f}, {v[1]:.4f}]")
+    table.add_row("tasks / samples", f"{c['tasks']} / {c['samples']}")
+    skip = {"tasks", "samples", "graded_tasks", "dataset_tasks"}
+    for k, v in c.items():
+        if k not in skip and v is not None:
+            table.add_row(k, str(v))
+    graded = results.provenance.get("graded_this_session", 0)
+    table.add_row("wall time", f"{wall_s:.2f} s ({graded} graded now)")
+    table.add_row("complete", "yes" if results.complete else "NO")
     Console().print(table)
     print(f"results: {out / 'results.json'}")
 
 
-def _evaluate_run_dir(run_dir: Path, sandbox: str, workers: int, quiet: bool, allow_incomplete: bool) -> None:
-    import time
-
-    from harness.run import load_run, workload_for
-
-    cfg = load_run(run_dir)
-    t0 = time.monotonic()
-    results = workload_for(cfg).evaluate(run_dir, quiet, None if sandbox == "auto" else sandbox, workers)
-    _finish(results, time.monotonic() - t0, run_dir, quiet, allow_incomplete)
-
-
-def _finish(results: dict, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:
-    if not quiet:
-        (print_swebench_summary if results["benchmark"] == "swebench" else print_summary)(results, wall_s, out)
-    if not results["complete"] and not allow_incomplete:
-        _err(f"run incomplete: {results['incomplete_reason']}")
-        raise typer.Exit(1)
-
-
 def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resume: Path | None):
     from harness.config import load_config
-    from harness.run import load_run
+    from harness.rundir import config_path
 
     if resume is not None:
-        if config is not None or sets:
-            raise UserInputError("--resume takes the run directory's own config; drop CONFIG and --set")
-        return load_run(resume)
+        if config is not None or sets or limit:
+            raise UserInputError("--resume takes the run directory's own config; drop CONFIG, --set and --limit")
+        return load_config(config_path(resume))
     if config is None:
         raise UserInputError("usage: harness run CONFIG.yaml [--set key=value] (or harness run --resume RUN_DIR)")
     overrides = list(sets) + ([f"benchmark.limit={limit}"] if limit else [])
     return load_config(config, overrides)
 
 
-def _preflight(cfg, with_sandbox: bool) -> None:
-    from harness.models.base import make_backend
-    from harness.run import workload_for
+def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
+    """Load the config, pre-flight everything (nothing written before), then the run directory."""
+    from harness.config import resolved_dict
+    from harness.pipeline import Pipeline
+    from harness.rundir import new_run_dir
 
-    make_backend(cfg.model, None).preflight()
-    if with_sandbox:
-        workload_for(cfg).check()
+    cfg = _load_for_run(config, sets, limit, resume)
+    pipe = Pipeline(cfg, quiet)
+    pipe.preflight(grading=grading)
+    if resume is not None:
+        run_dir = resume
+    else:
+        run_dir = new_run_dir(resolved_dict(cfg), f"{cfg.model.name}-{cfg.benchmark.name}", out, run_id)
+    return pipe, run_dir
 
 
 @app.command()
@@ -227,20 +242,15 @@ def run(
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Exit 0 even if incomplete."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Generate with the configured backend, grade in the sandbox, write results with provenance."""
+    """Generate with the configured backend, grade, write results with provenance."""
     import time
 
-    from harness.run import new_run_dir
-    from harness.run import run as run_pipeline
-
-    cfg = _load_for_run(config, sets, limit, resume)
-    _preflight(cfg, with_sandbox=True)
-    run_dir = resume if resume is not None else new_run_dir(cfg, out, run_id)
+    pipe, run_dir = _start(config, sets, limit, out, run_id, resume, quiet, grading=True)
     if not quiet:
         print(f"run directory: {run_dir}", file=sys.stderr)
     t0 = time.monotonic()
-    results = run_pipeline(cfg, run_dir, quiet)
-    _finish(results, time.monotonic() - t0, run_dir, quiet, allow_incomplete)
+    pipe.generate(run_dir)
+    _finish(pipe.evaluate(run_dir), time.monotonic() - t0, run_dir, quiet, allow_incomplete)
 
 
 @app.command()
@@ -254,13 +264,8 @@ def generate(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Only the generation half: writes generations.jsonl; grade later with `harness evaluate RUN_DIR`."""
-    from harness.run import new_run_dir
-    from harness.run import run as run_pipeline
-
-    cfg = _load_for_run(config, sets, limit, resume)
-    _preflight(cfg, with_sandbox=False)
-    run_dir = resume if resume is not None else new_run_dir(cfg, out, run_id)
-    gen = run_pipeline(cfg, run_dir, quiet, stages=("generate",))
+    pipe, run_dir = _start(config, sets, limit, out, run_id, resume, quiet, grading=False)
+    gen = pipe.generate(run_dir)
     errors = sum(s.get("errors", 0) for s in gen.get("sessions", [])[-1:])
     print(run_dir)
     if errors:
@@ -268,38 +273,12 @@ def generate(
         raise typer.Exit(1)
 
 
-def print_summary(results: dict, wall_s: float, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{results['benchmark']} - {results['model']}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    m = results["metrics"]
-    for k, v in m.items():
-        if k.startswith("pass@") and not k.endswith("ci95"):
-            table.add_row(k, f"{v:.4f}")
-    if "pass@1_ci95" in m:
-        lo, hi = m["pass@1_ci95"]
-        table.add_row("pass@1 95% CI", f"[{lo:.4f}, {hi:.4f}]")
-    c = results["counts"]
-    table.add_row("tasks / samples", f"{c['tasks']} / {c['samples']}")
-    for s in ("passed", "failed", "timeout", "error", "infra_error", "generation_error"):
-        if s in c:
-            table.add_row(s, str(c[s]))
-    graded = results["provenance"].get("graded_this_session", 0)
-    table.add_row("wall time", f"{wall_s:.2f} s ({graded} graded now)")
-    table.add_row("complete", "yes" if results["complete"] else "NO")
-    Console().print(table)
-    print(f"results: {out / 'results.json'}")
-
-
 @app.command("list")
 def list_() -> None:
-    """Show the registered benchmarks, model backends and sandboxes."""
-    from harness.registry import BENCHMARKS, MODEL_BACKENDS, SANDBOXES
+    """Show the registered benchmarks, solvers, scorers, model backends and sandboxes (entry points included)."""
+    from harness.registry import REGISTRIES
 
-    for reg in (BENCHMARKS, MODEL_BACKENDS, SANDBOXES):
+    for reg in REGISTRIES.values():
         print(f"{reg.plural}:")
         for e in reg.entries():
             print(f"  {e.name:<16} {e.summary}")

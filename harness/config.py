@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from harness.errors import UserInputError
 
@@ -133,46 +133,15 @@ _BACKENDS: dict[str, type[BaseModel]] = {
 }
 
 
-class BenchmarkConfig(_Strict):
-    name: Literal["humaneval", "humaneval-plus"]
-    limit: int | None = Field(None, ge=1)
-    path: str | None = Field(None, description="local dataset file")
-    task_ids: list[str] | None = None
+class PluginConfig(_Strict):
+    """Base of a plug-in's own config model (a benchmark's or a solver's): `name` picks the plug-in."""
 
-    @field_validator("path")
-    @classmethod
-    def _expand_path(cls, v: str | None) -> str | None:
-        return expand_env(v)
+    name: str
 
 
-class SWEBenchConfig(_Strict):
-    name: Literal["swebench"]
-    split: Literal["lite", "verified", "full", "dev"] = "lite"
-    path: str | None = Field(None, description="local parquet / JSON / JSONL instead of the split")
-    instance_ids: list[str] | None = None
-    repos: list[str] | None = None
-    limit: int | None = Field(None, ge=1)
-    context: Literal["oracle", "text"] = "oracle"
-    repo_url_template: str = Field("https://github.com/{repo}.git", description="where bare mirrors are cloned from")
-    repo_cache_dir: str | None = None
-    max_workers: int = Field(2, ge=1)
-    timeout_s: int = Field(1800, ge=1, description="per instance, for the tests")
-    images: Literal["keep", "remove"] = "keep"
-    min_free_disk_gb: float = Field(10.0, ge=0)
-
-    @field_validator("path", "repo_cache_dir", "repo_url_template")
-    @classmethod
-    def _expand(cls, v: str | None) -> str | None:
-        return expand_env(v)
-
-
-AnyBenchmark = Annotated[BenchmarkConfig | SWEBenchConfig, Field(discriminator="name")]
-# Tags pydantic puts in error locations for discriminated unions, mapped to the member class.
-_UNION_TAGS: dict[str, type[BaseModel]] = {
-    "humaneval": BenchmarkConfig,
-    "humaneval-plus": BenchmarkConfig,
-    "swebench": SWEBenchConfig,
-}
+def expand_env_fields(*names: str):
+    """A validator expanding ${VAR} in the named string fields of a plug-in config."""
+    return field_validator(*names)(lambda cls, v: expand_env(v))
 
 
 class PromptConfig(_Strict):
@@ -199,7 +168,8 @@ class SandboxConfig(_Strict):
 
 class RunConfig(_Strict):
     model: ModelConfig
-    benchmark: AnyBenchmark
+    benchmark: SerializeAsAny[PluginConfig]  # the benchmark's own Config, from the registry
+    solver: SerializeAsAny[PluginConfig] = Field(default_factory=lambda: PluginConfig(name="single-turn"))
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
@@ -211,16 +181,16 @@ class RunConfig(_Strict):
         return {"kind": v} if isinstance(v, str) else v
 
 
-def _format_error(source: str, err: ValidationError, data: Any) -> str:
+def _format_error(source: str, err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and (p in _BACKENDS or p in _UNION_TAGS)))
+        parts = [str(p) for p in e["loc"] if not (isinstance(p, str) and p in _BACKENDS)]
+        loc = ".".join([prefix, *parts] if prefix else parts)
         value = e.get("input")
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-            parent = e["loc"][:-1]
-            allowed = _allowed_keys(parent, data)
+            allowed = _allowed_keys(e["loc"][:-1], root)
             if allowed:
                 msg += f"; allowed here: {', '.join(allowed)}"
         elif e["type"] == "literal_error" and "expected" in (e.get("ctx") or {}):
@@ -234,12 +204,12 @@ def _format_error(source: str, err: ValidationError, data: Any) -> str:
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: tuple, data: Any) -> list[str]:
+def _allowed_keys(loc: tuple, root: type[BaseModel]) -> list[str]:
     """The keys a mapping at `loc` accepts (the backend's own keys under model)."""
-    model: Any = RunConfig
+    model: Any = root
     for part in loc:
-        if part in _BACKENDS or part in _UNION_TAGS:
-            model = _BACKENDS.get(part) or _UNION_TAGS[part]
+        if part in _BACKENDS:
+            model = _BACKENDS[part]
             continue
         field = getattr(model, "model_fields", {}).get(part) if model is not None else None
         if field is None:
@@ -279,11 +249,39 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     return validate(data, str(path))
 
 
+def plugin_config(registry_name: str, key: str, data: Any, source: str, default: str | None = None) -> PluginConfig:
+    """Validate the mapping under `key` with the Config of the plug-in it names (found in the registry)."""
+    from harness.registry import REGISTRIES
+
+    reg = REGISTRIES[registry_name]
+    if data is None and default is not None:
+        data = {"name": default}
+    if isinstance(data, str):
+        data = {"name": data}
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise UserInputError(f"{source}: {key}.name: required, one of {', '.join(reg.names())} (got {data!r})")
+    try:
+        cls = reg.load(data["name"])
+    except KeyError:
+        names = ", ".join(repr(n) for n in reg.names())
+        raise UserInputError(f"{source}: {key}.name: must be one of {names} (got {data['name']!r})") from None
+    try:
+        return cls.Config.model_validate(data)
+    except ValidationError as e:
+        raise UserInputError(_format_error(source, e, cls.Config, key)) from None
+    except ValueError as e:  # env expansion
+        raise UserInputError(f"{source}: {key}: {e}") from None
+
+
 def validate(data: dict, source: str) -> RunConfig:
+    """A RunConfig from a mapping; the benchmark and solver sections are checked by their own plug-ins."""
+    data = dict(data)
+    data["benchmark"] = plugin_config("benchmarks", "benchmark", data.get("benchmark"), source)
+    data["solver"] = plugin_config("solvers", "solver", data.get("solver"), source, default="single-turn")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise UserInputError(_format_error(source, e, data)) from None
+        raise UserInputError(_format_error(source, e, RunConfig)) from None
     except ValueError as e:  # env expansion
         raise UserInputError(f"{source}: {e}") from None
 

@@ -1,161 +1,232 @@
-"""Grading stage: execute jobs in a sandbox (resuming from the run store), score, write results."""
+"""The one pipeline: load -> solve -> score -> aggregate, for every benchmark.
+
+Benchmarks, solvers and scorers come from the registry by the names in the config; nothing here
+knows a benchmark by name. Each stage reads the previous stage's file and writes its own, so
+`generate` and `evaluate RUN_DIR` run alone and a run killed at any moment resumes: generations
+already on disk are kept (errors are retried), verdicts already on disk are kept (infra errors
+are retried).
+"""
 
 from __future__ import annotations
 
-import threading
+import shutil
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import metrics, provenance
+from harness.config import PluginConfig, RunConfig, SandboxConfig
 from harness.errors import UserInputError
-from harness.progress import Progress
-from harness.records import ExecJob, ExecResult, SampleResult, Status
-from harness.sandbox import make_sandbox
-from harness.sandbox.base import Limits, run_pool
-from harness.store import RunStore, is_final, read_graded
+from harness.records import DatasetInfo, Results, Sample, Submission
+from harness.registry import BENCHMARKS, SCORERS, SOLVERS
+from harness.rundir import CONFIG_FILE, read_generation_provenance, read_generations
+from harness.scoring import aggregate
+from harness.store import RunStore, is_final, read_results, sha256_file
 
-RESULTS_SCHEMA_VERSION = 1
-
-
-@dataclass
-class GradeRequest:
-    """Everything the grading stage needs besides the jobs."""
-
-    benchmark: str
-    dataset: dict  # name, version, path, sha256, tasks
-    model_name: str
-    out_dir: Path
-    sandbox: str = "auto"
-    workers: int = 4
-    timeout_s: float = 3.0
-    bootstrap_seed: int = 1234
-    quiet: bool = False
-    limits: Limits = field(default_factory=Limits)
-    extra_provenance: dict = field(default_factory=dict)
-    generation_errors: int = 0  # samples with no answer from the model backend (never scored)
-    expected_samples: int | None = None
+if TYPE_CHECKING:
+    from harness.benchmarks.base import Benchmark
+    from harness.scoring.base import Scorer
+    from harness.solvers.base import Solver
 
 
-def check_run_dir(out_dir: Path, benchmark: str, dataset_sha: str) -> None:
-    """Refuse a directory that holds results of another benchmark or dataset file."""
-    import json
+def load_benchmark(cfg: PluginConfig) -> Benchmark:
+    """The benchmark plug-in named by its config."""
+    return BENCHMARKS.load(cfg.name)(cfg)
 
-    results = out_dir / RunStore.RESULTS
-    if not results.exists():
-        return
-    try:
-        old = json.loads(results.read_text())
-    except ValueError:
-        raise UserInputError(f"{results}: not valid JSON; move it away to grade into this directory") from None
-    old_sha = old.get("dataset", {}).get("sha256")
-    if old.get("benchmark") != benchmark or (old_sha and old_sha != dataset_sha):
-        raise UserInputError(
-            f"{out_dir} holds results for {old.get('benchmark')} (dataset sha256 {old_sha}); "
-            f"use another --out for {benchmark}"
+
+def make_scorer(bench: Benchmark, sandbox: SandboxConfig, out_dir: Path, quiet: bool, model: str) -> Scorer:
+    """The scorer the benchmark names."""
+    return SCORERS.load(bench.scorer)(bench, sandbox, out_dir, quiet, model)
+
+
+def check_disk(run_dir: Path, min_free_mb: int = 200) -> None:
+    free = shutil.disk_usage(run_dir).free >> 20
+    if free < min_free_mb:
+        raise UserInputError(f"{run_dir}: only {free} MB free on this disk; need {min_free_mb} MB for the run")
+
+
+class Pipeline:
+    """One run config's benchmark, solver and scorer; the benchmark is loaded once."""
+
+    def __init__(self, cfg: RunConfig, quiet: bool = False) -> None:
+        self.cfg, self.quiet = cfg, quiet
+        self.bench = load_benchmark(cfg.benchmark)
+        self.solver: Solver = SOLVERS.load(cfg.solver.name)(cfg.solver, cfg)
+
+    @property
+    def samples(self) -> tuple[list[Sample], DatasetInfo]:
+        return self.bench.load()
+
+    def preflight(self, grading: bool = True) -> None:
+        """Everything that can fail in seconds, before any weights load or any file is written."""
+        self.samples  # noqa: B018 - loads and checks the dataset and the selection
+        if grading:
+            self.scorer(Path(".")).check()
+        self.solver.check(self.bench)
+
+    def scorer(self, run_dir: Path) -> Scorer:
+        return make_scorer(self.bench, self.cfg.sandbox, run_dir, self.quiet, self.cfg.model.name)
+
+    def generate(self, run_dir: Path) -> dict:
+        """The solver's stage: generations.jsonl and generation.json; returns the generation provenance."""
+        check_disk(run_dir)
+        return self.solver.solve(self.bench, self.samples[0], run_dir, self.quiet)
+
+    def evaluate(self, run_dir: Path) -> Results:
+        """Grade the stored answers; samples without an answer make the run incomplete (never scored)."""
+        samples, info = self.samples
+        gens = read_generations(run_dir)
+        subs: list[Submission] = []
+        gen_errors = tokens = 0
+        for s in samples:
+            for i in range(self.cfg.sampling.n):
+                g = gens.get((s.task_id, i))
+                if g is None or not g.ok:
+                    gen_errors += 1
+                    continue
+                tokens += g.completion_tokens or 0
+                subs.append(self.bench.submission(s, i, g.answer))
+        gen_prov = read_generation_provenance(run_dir)
+        if gen_prov.get("generation_wall_s"):
+            gen_prov["completion_tokens_total"] = tokens
+        return score(
+            self.bench,
+            samples,
+            info,
+            subs,
+            self.scorer(run_dir),
+            out_dir=run_dir,
+            model=self.cfg.model.name,
+            seed=self.cfg.bootstrap_seed,
+            expected_samples=len(samples) * self.cfg.sampling.n,
+            generation_errors=gen_errors,
+            selected=[s.task_id for s in samples],
+            extra_provenance={
+                "model": gen_prov,
+                "config_sha256": sha256_file(run_dir / CONFIG_FILE),
+                "run_dir": str(run_dir),
+            },
         )
 
 
-def grade(jobs: list[ExecJob], req: GradeRequest) -> dict:
-    """Grade the jobs not yet graded in req.out_dir, then write samples.jsonl and results.json."""
+def check_run_dir(out_dir: Path, benchmark: str, dataset_sha: str) -> Results | None:
+    """Refuse a directory that holds results of another benchmark or dataset file; returns the old results."""
+    old = read_results(out_dir)
+    if old is None:
+        return None
+    old_sha = old.dataset.get("sha256")
+    if old.benchmark != benchmark or (old_sha and old_sha != dataset_sha):
+        raise UserInputError(
+            f"{out_dir} holds results for {old.benchmark} (dataset sha256 {old_sha}); use another --out for {benchmark}"
+        )
+    return old
+
+
+def score(
+    bench: Benchmark,
+    samples: Sequence[Sample],
+    info: DatasetInfo,
+    submissions: Sequence[Submission],
+    scorer: Scorer,
+    *,
+    out_dir: Path,
+    model: str,
+    seed: int,
+    expected_samples: int,
+    generation_errors: int = 0,
+    selected: Sequence[str] | None = None,
+    extra_provenance: dict | None = None,
+    reference: bool = False,
+) -> Results:
+    """Grade the submissions without a final verdict in out_dir, then write samples.jsonl and results.json."""
     started = provenance.now_iso()
     t0 = time.monotonic()
-    check_run_dir(req.out_dir, req.benchmark, req.dataset.get("sha256", ""))
-    stored = read_graded(req.out_dir)
-    todo = [j for j in jobs if not (j.key in stored and is_final(stored[j.key]))]
-    sandbox = make_sandbox(req.sandbox, req.workers, req.limits) if todo else None
-    sandbox_prov: dict = {"kind": req.sandbox, "note": "nothing left to grade"}
-    stats = None
-    with RunStore(req.out_dir) as store:
+    old = check_run_dir(out_dir, bench.name, info.sha256)
+    by_id = {s.task_id: s for s in samples}
+    if selected is None:
+        selected = list(dict.fromkeys(s.task_id for s in submissions))
+    with RunStore(out_dir) as store:
         final = {k: v for k, v in store.graded().items() if is_final(v)}
-        todo = [j for j in jobs if j.key not in final]
-        if todo and sandbox is not None:
-            progress = Progress(len(todo), f"grading {req.benchmark}", quiet=req.quiet)
+        todo = [(by_id[s.task_id], s) for s in submissions if s.key not in final]
+        session: dict = {}
+        if todo:
 
-            def on_result(job: ExecJob, res: ExecResult, attempts: int) -> None:
-                row = SampleResult(
-                    job.task_id,
-                    job.sample_id,
-                    res.status,
-                    res.duration_s,
-                    res.detail,
-                    job.program_sha256,
-                    res.output if res.status is not Status.PASSED else "",
-                    attempts,
-                )
-                store.append(row)
-                final[job.key] = row
-                progress.advance()
+            def on_result(res) -> None:
+                store.append(res)
+                final[res.key] = res
 
             try:
-                stats = run_pool(sandbox, todo, on_result, stop=threading.Event())
+                session = scorer.grade(todo, on_result)
             finally:
-                progress.close()
-            sandbox_prov = {
-                **sandbox.provenance(),
-                "runner": stats.runner_info,
-                "instances_replaced": stats.replaced,
-                "jobs_retried": stats.retried,
-            }
-        rows = [final[j.key] for j in jobs if j.key in final]
+                scorer.close()
+        rows = [final[s.key] for s in submissions if s.key in final]
         store.finalize_samples(rows)
-        results = score(rows, req)
-        results["provenance"] = {
-            **provenance.host(),
-            "sandbox": sandbox_prov,
-            "timeout_s": req.timeout_s,
-            "workers": req.workers,
-            "bootstrap": {"seed": req.bootstrap_seed, "resamples": metrics.BOOTSTRAP_RESAMPLES},
-            "graded_this_session": len(todo),
-            "resumed_from_store": len(jobs) - len(todo),
-            "started_at": started,
-            "finished_at": provenance.now_iso(),
-            "wall_time_s": round(time.monotonic() - t0, 3),
-            **req.extra_provenance,
-        }
-        store.write_results(results)
+        results = aggregate.compute(
+            bench,
+            rows,
+            selected,
+            info,
+            scorer.statuses,
+            model,
+            expected_samples,
+            generation_errors,
+            seed,
+            reference,
+        )
+        counts = {"graded_this_session": len(todo), "resumed_from_store": len(submissions) - len(todo)}
+        bootstrap = {"bootstrap": {"seed": seed, "resamples": metrics.BOOTSTRAP_RESAMPLES}}
+        if not todo and old is not None and old.provenance:
+            # Nothing was graded now: the verdicts are the earlier session's, and so is their provenance.
+            results.provenance = {**old.provenance, **bootstrap, **counts}
+        else:
+            results.provenance = {
+                **provenance.host(),
+                **(session or {"scorer": bench.scorer, "note": "nothing to grade", **scorer.settings()}),
+                **bootstrap,
+                **counts,
+                "started_at": started,
+                "finished_at": provenance.now_iso(),
+                "wall_time_s": round(time.monotonic() - t0, 3),
+                **(extra_provenance or {}),
+            }
+        aggregate.write(store, results)
     return results
 
 
-def score(rows: list[SampleResult], req: GradeRequest) -> dict:
-    """results.json body (without provenance): pass@k, CI, counts. Infra errors are left out."""
-    per_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    counts = {s.value: 0 for s in Status}
-    for r in rows:
-        counts[r.status.value] += 1
-        if r.status is Status.INFRA_ERROR:
-            continue
-        per_task[r.task_id][0] += 1
-        per_task[r.task_id][1] += int(r.passed)
-    pairs = [(n, c) for n, c in per_task.values() if n > 0]
-    m: dict = metrics.pass_at_k_table(pairs)
-    if pairs:
-        lo, hi = metrics.bootstrap_ci([c / n for n, c in pairs], req.bootstrap_seed)
-        m["pass@1_ci95"] = [lo, hi]
-    complete = counts[Status.INFRA_ERROR.value] == 0 and req.generation_errors == 0
-    reasons = []
-    if counts["infra_error"]:
-        reasons.append(f"{counts['infra_error']} sample(s) hit sandbox failures")
-    if req.generation_errors:
-        reasons.append(f"{req.generation_errors} sample(s) have no generation (backend errors)")
-    return {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "benchmark": req.benchmark,
-        "model": req.model_name,
-        "complete": complete,
-        "incomplete_reason": None if complete else "; ".join(reasons) + "; resume to retry exactly those",
-        "metrics": m,
-        "counts": {
-            "tasks": len(pairs),
-            "dataset_tasks": req.dataset.get("tasks"),
-            "samples": len(rows),
-            "passed": counts["passed"],
-            "failed": counts["failed"],
-            "timeout": counts["timeout"],
-            "error": counts["error"],
-            "infra_error": counts["infra_error"],
-            "generation_error": req.generation_errors,
+def evaluate_predictions(
+    bench: Benchmark,
+    path: Path | None,
+    out: Path,
+    sandbox: SandboxConfig,
+    model_name: str | None,
+    seed: int,
+    quiet: bool,
+) -> Results:
+    """Grade a predictions file made by any tool (or, with path None, the dataset's reference solutions)."""
+    samples, info = bench.load()
+    if path is None:
+        subs, sha, name = bench.reference_predictions(samples), None, "gold"
+    else:
+        preds = bench.read_predictions(path, samples)
+        subs, sha, name = preds.submissions, preds.sha256, preds.model_name or path.name.split(".")[0]
+    model = model_name or name
+    scorer = make_scorer(bench, sandbox, out, quiet, model)
+    scorer.check()
+    return score(
+        bench,
+        samples,
+        info,
+        subs,
+        scorer,
+        out_dir=out,
+        model=model,
+        seed=seed,
+        expected_samples=len(subs),
+        extra_provenance={
+            "predictions_file": str(path) if path else "gold",
+            "predictions_sha256": sha,
+            "limit": bench.cfg.limit,
         },
-        "dataset": req.dataset,
-    }
+        reference=path is None,
+    )

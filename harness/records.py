@@ -1,9 +1,17 @@
-"""Typed records passed between stages (no free-form dicts cross a boundary)."""
+"""Typed records passed between stages (no free-form dicts cross a boundary).
+
+Each file of a run directory has one record type here, one reader and one writer (rundir.py for
+config.yaml, generations.jsonl and generation.json; store.py for samples.jsonl and results.json).
+"""
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 
 class Status(str, enum.Enum):
@@ -150,3 +158,153 @@ class Generation:
     seed: int | None = None
     error: str | None = None
     attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One task as its benchmark loaded it; `data` is the benchmark's own object (never read by the core)."""
+
+    task_id: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a benchmark extracted from a raw model answer: a completion, a whole program, a patch..."""
+
+    kind: str
+    code: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a scorer grades for one (task, sample): a program or a patch. `note` says why it is empty."""
+
+    task_id: str
+    sample_id: int
+    kind: str  # program | patch | text (the scorer decides what it accepts)
+    content: str
+    note: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.task_id, self.sample_id, self.sha256)
+
+
+_GEN_FIELDS = (
+    "raw",
+    "kind",
+    "code",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "seed",
+    "error",
+    "attempts",
+)
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    """One line of generations.jsonl: the raw answer, what was extracted from it, or the error."""
+
+    task_id: str
+    sample_id: int
+    raw: str | None = None
+    kind: str | None = None
+    code: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    seed: int | None = None
+    error: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        """An answer was obtained and extracted (an error row is retried on resume, never scored)."""
+        return self.error is None and self.code is not None
+
+    @property
+    def answer(self) -> Answer:
+        return Answer(self.kind or "", self.code or "")
+
+    def to_json(self) -> dict:
+        return {"task_id": self.task_id, "sample_id": self.sample_id, **{k: getattr(self, k) for k in _GEN_FIELDS}}
+
+    @classmethod
+    def from_json(cls, row: dict) -> GenerationRow:
+        return cls(
+            task_id=row["task_id"],
+            sample_id=int(row["sample_id"]),
+            **{k: row.get(k) for k in _GEN_FIELDS[:-1]},
+            attempts=int(row.get("attempts") or 1),
+        )
+
+    @classmethod
+    def of(cls, g: Generation, answer: Answer | None) -> GenerationRow:
+        return cls(
+            g.task_id,
+            g.sample_id,
+            g.raw,
+            answer.kind if answer else None,
+            answer.code if answer else None,
+            g.finish_reason,
+            g.prompt_tokens,
+            g.completion_tokens,
+            g.latency_s,
+            g.seed,
+            g.error,
+            g.attempts,
+        )
+
+
+class DatasetInfo(BaseModel):
+    """What a benchmark loaded: recorded in results.json under `dataset`. Only fields set are written."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str | None = None
+    path: str | None = None
+    source: str | None = None
+    sha256: str
+    tasks: int  # tasks selected for this run (after limit / ids / filters)
+    split: str | None = None
+    full_tasks: int | None = None  # tasks before the filters: a filtered run is partial
+    patched_tasks: list[str] | None = None
+
+    def to_json(self) -> dict:
+        return self.model_dump(exclude_unset=True)
+
+
+class Headline(BaseModel):
+    """The metric a leaderboard ranks by, and its value."""
+
+    metric: str
+    value: float
+
+
+class Results(BaseModel):
+    """results.json (schema_version 1). Written only by scoring.aggregate; read by evaluate and report."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    schema_version: int
+    benchmark: str
+    model: str
+    complete: bool
+    incomplete_reason: str | None = None
+    headline: Headline | None = None  # absent in files written before it existed: the report derives it
+    leaderboard: str | None = None
+    metrics: dict[str, Any]
+    counts: dict[str, int | None]
+    dataset: dict[str, Any]
+    provenance: dict[str, Any] = {}
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=False)

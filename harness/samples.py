@@ -1,4 +1,4 @@
-"""Reading a HumanEval samples file (human-eval or evalplus format) into execution jobs.
+"""Reading a HumanEval samples file (human-eval or evalplus format) into program submissions.
 
 The whole file is validated before anything is written, so bad input never leaves a
 half-written run directory.
@@ -6,7 +6,6 @@ half-written run directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from harness.benchmarks.humaneval import HumanEval, build_program
 from harness.errors import UserInputError
-from harness.records import ExecJob
+from harness.records import Submission
 from harness.store import sha256_file
 
 
@@ -22,16 +21,12 @@ from harness.store import sha256_file
 class SamplesFile:
     path: Path
     sha256: str
-    jobs: list[ExecJob]
+    submissions: list[Submission]
     tasks: list[str]  # task ids in first-seen order
     samples_per_task: dict[str, int]
 
 
-def _program_sha(program: str) -> str:
-    return hashlib.sha256(program.encode("utf-8")).hexdigest()
-
-
-def read_samples(path: Path, bench: HumanEval, timeout_s: float, limit: int | None = None) -> SamplesFile:
+def read_samples(path: Path, bench: HumanEval, limit: int | None = None) -> SamplesFile:
     """Parse and validate every line; raise UserInputError naming file and line on the first problem."""
     if not path.is_file():
         raise UserInputError(f"{path}: no such file")
@@ -61,7 +56,7 @@ def read_samples(path: Path, bench: HumanEval, timeout_s: float, limit: int | No
             f"(expected ids like {example!r}); is this a samples file for another dataset?"
         )
 
-    jobs: list[ExecJob] = []
+    subs: list[Submission] = []
     counter: Counter[str] = Counter()
     order: list[str] = []
     for lineno, row in rows:
@@ -83,6 +78,6 @@ def read_samples(path: Path, bench: HumanEval, timeout_s: float, limit: int | No
             order.append(task_id)
         # evalplus's rule: a whole-program solution wins over a completion.
         program = build_program(task, completion=completion, solution=solution)
-        jobs.append(ExecJob(task_id, counter[task_id], program, _program_sha(program), timeout_s))
+        subs.append(Submission(task_id, counter[task_id], "program", program))
         counter[task_id] += 1
-    return SamplesFile(path, sha256_file(path), jobs, order, dict(counter))
+    return SamplesFile(path, sha256_file(path), subs, order, dict(counter))

@@ -16,8 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from harness.errors import UserInputError
-from harness.records import SampleResult, Status
+from harness.records import Results, SampleResult, Status
 
 
 def sha256_file(path: Path) -> str:
@@ -73,6 +75,52 @@ def read_graded(root: Path) -> dict[tuple[str, int, str], SampleResult]:
     return out
 
 
+def repair_tail(path: Path) -> None:
+    """Cut a torn last line so appends start on a line boundary."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        f.truncate(data.rfind(b"\n") + 1)
+
+
+RESULTS_SCHEMA_READ = 1
+
+
+def read_results(root: Path) -> Results | None:
+    """results.json of a run directory (None when there is none yet). Bad JSON, or a schema version
+    this harness does not read, is a UserInputError saying what to do."""
+    path = root / RunStore.RESULTS
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"{path}: not valid JSON ({e}); move it away to grade into this directory") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected a JSON object")
+    version = data.get("schema_version")
+    if version is None:
+        raise UserInputError(
+            f"{path}: no schema_version: not a harness results file of a known schema (this harness reads "
+            f"schema_version {RESULTS_SCHEMA_READ}); re-grade the run with `harness evaluate RUN_DIR` to rewrite it"
+        )
+    if version != RESULTS_SCHEMA_READ:
+        newer = isinstance(version, int) and version > RESULTS_SCHEMA_READ
+        raise UserInputError(
+            f"{path}: schema_version {version!r} is not readable by this harness (it reads {RESULTS_SCHEMA_READ})"
+            + ("; it was written by a newer harness: upgrade harness to report it" if newer else "")
+        )
+    try:
+        return Results.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        key = ".".join(str(p) for p in e["loc"])
+        raise UserInputError(f"{path}: {key}: {e['msg']} (results.json schema_version 1)") from None
+
+
 class RunStore:
     """One run directory. Use as a context manager: it holds an exclusive lock while open."""
 
@@ -112,23 +160,11 @@ class RunStore:
         """Append one verdict durably."""
         if self._samples_f is None:
             path = self.root / self.SAMPLES
-            self._repair_tail(path)
+            repair_tail(path)
             self._samples_f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
         self._samples_f.write(json.dumps(result.to_json()) + "\n")
         self._samples_f.flush()
         os.fsync(self._samples_f.fileno())
-
-    @staticmethod
-    def _repair_tail(path: Path) -> None:
-        """Cut a torn last line so appends start on a line boundary."""
-        if not path.exists() or path.stat().st_size == 0:
-            return
-        with open(path, "rb+") as f:
-            data = f.read()
-            if data.endswith(b"\n"):
-                return
-            cut = data.rfind(b"\n") + 1
-            f.truncate(cut)
 
     def finalize_samples(self, results: Iterable[SampleResult]) -> None:
         """Rewrite samples.jsonl atomically with exactly these rows."""
@@ -144,8 +180,9 @@ class RunStore:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    def write_results(self, data: dict) -> None:
-        write_json_atomic(self.root / self.RESULTS, data)
+    def write_results(self, results: Results) -> None:
+        """The only write of results.json (called by scoring.aggregate)."""
+        write_json_atomic(self.root / self.RESULTS, results.to_json())
 
 
 def is_final(result: SampleResult) -> bool:

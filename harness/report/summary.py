@@ -88,10 +88,16 @@ def _coverage_gap(run: Run) -> str | None:
     c = run.results.counts
     ds = run.results.dataset
     total = c.get("dataset_tasks") or ds.get("full_tasks") or ds.get("tasks")  # full_tasks: SWE-bench before filters
-    graded = c.get("tasks") or 0
+    graded = c.get("graded_tasks", c.get("tasks")) or 0
     if total and graded < total:
         return f"covers {graded} of the dataset's {total} tasks"
     return None
+
+
+def _grader(prov: dict) -> str | None:
+    """A scorer without a sandbox records the package that graded (the official SWE-bench harness)."""
+    grader = prov.get("grader")
+    return f"{grader.get('package', 'grader')} images" if isinstance(grader, dict) else None
 
 
 def summarize(run: Run, prices: PricesFile | None) -> RunSummary:
@@ -130,7 +136,7 @@ def summarize(run: Run, prices: PricesFile | None) -> RunSummary:
         backend=gen.get("backend"),
         model_id=gen.get("model_id"),
         model_revision=gen.get("resolved_revision") or gen.get("revision"),
-        sandbox=sandbox.get("kind") if isinstance(sandbox, dict) else ("swebench images" if "grader" in prov else None),
+        sandbox=sandbox.get("kind") if isinstance(sandbox, dict) else _grader(prov),
         cost=cost_speed(run, hw, tasks, prices),
         source=Source(
             path=str(run.path),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UserInputError
+from harness.records import Results
 from harness.report import claims as claims_mod
 from harness.report import runs as runs_mod
 from harness.report import summary
@@ -29,7 +30,7 @@ def _harness(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 def _run_with(provenance: dict, model: str = "m", counts: dict | None = None, **results) -> runs_mod.Run:
-    res = runs_mod.ResultsV1(
+    res = Results(
         schema_version=1,
         benchmark=results.pop("benchmark", "humaneval"),
         model=model,

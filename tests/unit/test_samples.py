@@ -24,28 +24,28 @@ def test_evalplus_solution_is_a_whole_program(humaneval, tmp_path):
     task = humaneval.by_id["HumanEval/0"]
     sol = "def has_close_elements(numbers, threshold):\n    return False\n"
     f = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "solution": sol}])
-    sf = read_samples(f, humaneval, 3.0)
-    assert sf.jobs[0].program == sol + "\n" + task.test + "\n" + "check(has_close_elements)"
+    sf = read_samples(f, humaneval)
+    assert sf.submissions[0].content == sol + "\n" + task.test + "\n" + "check(has_close_elements)"
 
 
 def test_several_samples_per_task_get_indices(humaneval, tmp_path):
     rows = [{"task_id": f"HumanEval/{i % 3}", "completion": f"    return {i}\n"} for i in range(9)]
-    sf = read_samples(write_jsonl(tmp_path / "s.jsonl", rows), humaneval, 3.0)
-    assert [(j.task_id, j.sample_id) for j in sf.jobs[:4]] == [
+    sf = read_samples(write_jsonl(tmp_path / "s.jsonl", rows), humaneval)
+    assert [(j.task_id, j.sample_id) for j in sf.submissions[:4]] == [
         ("HumanEval/0", 0),
         ("HumanEval/1", 0),
         ("HumanEval/2", 0),
         ("HumanEval/0", 1),
     ]
     assert sf.samples_per_task == {"HumanEval/0": 3, "HumanEval/1": 3, "HumanEval/2": 3}
-    assert len({j.key for j in sf.jobs}) == 9
+    assert len({j.key for j in sf.submissions}) == 9
 
 
 def test_limit_keeps_first_tasks(humaneval, tmp_path):
     rows = [{"task_id": f"HumanEval/{i}", "completion": ""} for i in range(10)] * 2
-    sf = read_samples(write_jsonl(tmp_path / "s.jsonl", rows), humaneval, 3.0, limit=3)
+    sf = read_samples(write_jsonl(tmp_path / "s.jsonl", rows), humaneval, limit=3)
     assert sf.tasks == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
-    assert len(sf.jobs) == 6
+    assert len(sf.submissions) == 6
 
 
 BAD_INPUTS = [
@@ -75,7 +75,7 @@ def test_bad_input_api(humaneval, tmp_path, content, message):
     f = tmp_path / "bad.jsonl"
     f.write_text(content)
     with pytest.raises(UserInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_samples(f, humaneval, 3.0)
+        read_samples(f, humaneval)
 
 
 @pytest.mark.parametrize("content,message", BAD_INPUTS[:3] + BAD_INPUTS[5:6] + BAD_INPUTS[7:8])

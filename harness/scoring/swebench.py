@@ -14,36 +14,15 @@ import hashlib
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import metrics, provenance
-from harness.benchmarks.swebench import SWEDataset, tests_of, validate_diff
+from harness.benchmarks.swebench import validate_diff
 from harness.errors import EnvironmentNotReady
 from harness.progress import Progress
-from harness.records import SampleResult, Status
-from harness.store import RunStore, is_final
-
-RESULTS_SCHEMA_VERSION = 1
-
-
-@dataclass
-class SWEGradeRequest:
-    dataset: SWEDataset
-    predictions: dict[str, dict]  # instance_id -> {"model_patch", "model_name_or_path"}
-    model_name: str
-    out_dir: Path
-    max_workers: int = 2
-    timeout_s: int = 1800
-    images: str = "keep"  # keep | remove instance images after use
-    min_free_disk_gb: float = 10.0
-    bootstrap_seed: int = 1234
-    quiet: bool = False
-    gold: bool = False
-    extra_provenance: dict | None = None
-    generation_errors: int = 0
-    skip: set[str] = field(default_factory=set)  # instances left ungraded (no generation)
+from harness.records import Sample, SampleResult, Status, Submission
+from harness.scoring.base import OnResult, Scorer
 
 
 def patch_sha(patch: str | None) -> str:
@@ -143,90 +122,110 @@ def grade_one(instance: dict, pred: dict, client, log_root: Path, timeout_s: int
     )
 
 
-def grade(req: SWEGradeRequest) -> dict:
-    """Grade every instance not yet graded in out_dir (infra errors are retried); write the results."""
-    import docker
-    from swebench.harness import run_evaluation as rv
+class SWEBenchScorer(Scorer):
+    """Patches graded by the official package in the instance images, `max_workers` at a time."""
 
-    started = provenance.now_iso()
-    t0 = time.monotonic()
-    try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except Exception as e:
-        raise EnvironmentNotReady(
-            f"no Docker engine answers ({type(e).__name__}); `bash scripts/setup.sh` starts one"
-        ) from None
-    free = _docker_root_free_gb(client)
-    if free < req.min_free_disk_gb:
-        raise EnvironmentNotReady(
-            f"only {free:.1f} GB free for Docker images; SWE-bench needs at least {req.min_free_disk_gb} GB "
-            "(set benchmark.min_free_disk_gb, or free space with `docker image prune`)"
-        )
-    log_root = req.out_dir / "logs"
-    rv.RUN_EVALUATION_LOG_DIR = log_root  # the package's logs go into the run directory
-    instances = [i for i in req.dataset.instances if i["instance_id"] not in req.skip]
-    preds = {
-        i["instance_id"]: req.predictions.get(i["instance_id"])
-        or {"model_patch": "", "model_name_or_path": req.model_name, "_why_empty": "no prediction"}
-        for i in instances
-    }
-    with RunStore(req.out_dir) as store:
-        final = {k: v for k, v in store.graded().items() if is_final(v)}
+    statuses = (
+        Status.RESOLVED,
+        Status.UNRESOLVED,
+        Status.PATCH_FAILED,
+        Status.EMPTY_PATCH,
+        Status.TIMEOUT,
+        Status.INFRA_ERROR,
+    )
 
-        def key(i: dict) -> tuple[str, int, str]:
-            return (i["instance_id"], 0, patch_sha(preds[i["instance_id"]].get("model_patch")))
+    def __init__(self, bench, sandbox, out_dir: Path, quiet: bool = False, model: str = "model") -> None:
+        super().__init__(bench, sandbox, out_dir, quiet, model)
+        self.cfg = bench.cfg  # max_workers, timeout_s, images, min_free_disk_gb live in the benchmark's config
+        self._client = None
 
-        todo = [i for i in instances if key(i) not in final]
-        progress = Progress(len(todo), "grading swebench", quiet=req.quiet, log_every_s=30)
+    def _docker(self):
+        if self._client is None:
+            import docker
+
+            try:
+                client = docker.from_env(timeout=600)
+                client.ping()
+            except Exception as e:
+                raise EnvironmentNotReady(
+                    f"no Docker engine answers ({type(e).__name__}); `bash scripts/setup.sh` starts one"
+                ) from None
+            self._client = client
+        return self._client
+
+    def check(self) -> None:
+        require_swebench()
+        free = _docker_root_free_gb(self._docker())
+        if free < self.cfg.min_free_disk_gb:
+            raise EnvironmentNotReady(
+                f"only {free:.1f} GB free for Docker images; SWE-bench needs at least {self.cfg.min_free_disk_gb} GB "
+                "(set benchmark.min_free_disk_gb, or free space with `docker image prune`)"
+            )
+
+    def settings(self) -> dict:
+        return {
+            "package": "swebench",
+            "version": _swebench_version(),
+            "max_workers": self.cfg.max_workers,
+            "timeout_s": self.cfg.timeout_s,
+            "images": self.cfg.images,
+        }
+
+    def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result: OnResult) -> dict:
+        from swebench.harness import run_evaluation as rv
+
+        self.check()
+        client = self._docker()
+        free = _docker_root_free_gb(client)
+        log_root = self.out_dir / "logs"
+        rv.RUN_EVALUATION_LOG_DIR = log_root  # the package's logs go into the run directory
+        progress = Progress(len(todo), "grading swebench", quiet=self.quiet, log_every_s=30)
         lock = threading.Lock()
         images_before = _images_size(client)
 
-        def work(inst: dict) -> None:
-            res = grade_one(inst, preds[inst["instance_id"]], client, log_root, req.timeout_s)
-            if req.images == "remove" and res.status not in (Status.EMPTY_PATCH,):
+        def work(item: tuple[Sample, Submission]) -> None:
+            inst, sub = item[0].data, item[1]
+            pred = {
+                "model_patch": sub.content,
+                "model_name_or_path": self.model,
+                "_why_empty": sub.note or "empty patch",
+            }
+            res = grade_one(inst, pred, client, log_root, self.cfg.timeout_s)
+            if self.cfg.images == "remove" and res.status is not Status.EMPTY_PATCH:
                 try:
                     client.images.remove(inst["image"], force=True)
                 except Exception:
                     pass
             with lock:
-                store.append(res)
-                final[res.key] = res
+                on_result(res)
                 progress.advance()
 
         try:
-            with ThreadPoolExecutor(max_workers=req.max_workers) as pool:
+            with ThreadPoolExecutor(max_workers=self.cfg.max_workers) as pool:
                 list(pool.map(work, todo))
         finally:
             progress.close()
-            _sweep(client, [f"sweb.eval.{i['instance_id'].lower()}.{key(i)[2][:16]}" for i in instances])
-        rows = [final[key(i)] for i in instances if key(i) in final]
-        store.finalize_samples(rows)
-        results = score(rows, req)
-        results["provenance"] = {
-            **provenance.host(),
-            **(req.extra_provenance or {}),
-            "grader": {
-                "package": "swebench",
-                "version": _swebench_version(),
-                "max_workers": req.max_workers,
-                "timeout_s": req.timeout_s,
-                "images": req.images,
-            },
+            _sweep(client, [f"sweb.eval.{s.task_id.lower()}.{s.sha256[:16]}" for _, s in todo])
+        return {
+            "grader": self.settings(),
             "disk": {
                 "docker_free_gb_at_start": round(free, 1),
                 "images_gb_before": images_before,
                 "images_gb_after": _images_size(client),
             },
-            "bootstrap": {"seed": req.bootstrap_seed, "resamples": metrics.BOOTSTRAP_RESAMPLES},
-            "graded_this_session": len(todo),
-            "resumed_from_store": len(instances) - len(todo),
-            "started_at": started,
-            "finished_at": provenance.now_iso(),
-            "wall_time_s": round(time.monotonic() - t0, 2),
         }
-        store.write_results(results)
-    return results
+
+
+def require_swebench() -> None:
+    """The official package is an extra; without it, say how to install it (exit 3)."""
+    try:
+        import swebench  # noqa: F401
+        import unidiff  # noqa: F401
+    except ImportError as e:
+        raise EnvironmentNotReady(
+            f"SWE-bench needs the swebench extra ({e.name} is not installed): "
+            "pip install 'harness[swebench]' (or `bash scripts/setup.sh`)"
+        ) from None
 
 
 def _sweep(client, names: list[str]) -> None:
@@ -252,41 +251,3 @@ def _images_size(client) -> float | None:
         return round(sum(i.attrs.get("Size", 0) for i in client.images.list()) / 2**30, 2)
     except Exception:
         return None
-
-
-def score(rows: list[SampleResult], req: SWEGradeRequest) -> dict:
-    counts = {s: 0 for s in ("resolved", "unresolved", "patch_failed", "empty_patch", "timeout", "infra_error")}
-    for r in rows:
-        counts[r.status.value] = counts.get(r.status.value, 0) + 1
-    total = len(req.dataset.instances)
-    resolved = [1.0 if r.status is Status.RESOLVED else 0.0 for r in rows]
-    resolved += [0.0] * (total - len(rows))
-    lo, hi = metrics.bootstrap_ci(resolved, req.bootstrap_seed)
-    infra = [r.task_id for r in rows if r.status is Status.INFRA_ERROR]
-    complete = not infra and req.generation_errors == 0 and len(rows) == total
-    out = {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "benchmark": "swebench",
-        "model": req.model_name,
-        "complete": complete,
-        "incomplete_reason": None
-        if complete
-        else f"{len(infra)} instance(s) hit infrastructure errors, {req.generation_errors} generation error(s); "
-        "resume to retry exactly those",
-        "metrics": {"resolved": counts["resolved"] / total, "resolved_ci95": [lo, hi]},
-        "counts": {"tasks": total, "samples": len(rows), **counts, "generation_error": req.generation_errors},
-        "infra_errors": infra,
-        "dataset": req.dataset.info(),
-    }
-    if req.gold:
-        bad = [r.task_id for r in rows if r.status is not Status.RESOLVED]
-        out["gold_check"] = {"resolved": counts["resolved"], "total": total, "trusted": not bad, "not_resolved": bad}
-    return out
-
-
-def gold_predictions(dataset: SWEDataset) -> dict[str, dict]:
-    return {i["instance_id"]: {"model_patch": i["patch"], "model_name_or_path": "gold"} for i in dataset.instances}
-
-
-def f2p_p2p(instance: dict) -> tuple[list[str], list[str]]:
-    return tests_of(instance, "FAIL_TO_PASS"), tests_of(instance, "PASS_TO_PASS")

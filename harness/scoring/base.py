@@ -1,0 +1,56 @@
+"""The scorer protocol: grade submissions, one verdict (SampleResult) per submission.
+
+A scorer never writes files itself: the score stage (harness/pipeline.py) hands it the
+submissions without a final verdict and appends each verdict to the run store as it arrives, so
+grading resumes after a kill. A new scorer is one module with a subclass of `Scorer`, registered
+by one line in harness/registry.py or by an entry point in the group `harness.scorers`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from harness.config import SandboxConfig
+from harness.records import Sample, SampleResult, Status, Submission
+
+if TYPE_CHECKING:
+    from harness.benchmarks.base import Benchmark
+
+OnResult = Callable[[SampleResult], None]
+
+
+class Scorer(ABC):
+    """Grades one benchmark's submissions. Built once per grading session."""
+
+    # Statuses that results.json always counts (zero when absent), in display order.
+    statuses: ClassVar[tuple[Status, ...]] = (
+        Status.PASSED,
+        Status.FAILED,
+        Status.TIMEOUT,
+        Status.ERROR,
+        Status.INFRA_ERROR,
+    )
+    uses_sandbox: ClassVar[bool] = False  # reads the `sandbox` section (so --sandbox applies)
+
+    def __init__(
+        self, bench: Benchmark, sandbox: SandboxConfig, out_dir: Path, quiet: bool = False, model: str = "model"
+    ) -> None:
+        self.bench, self.sandbox_cfg, self.out_dir, self.quiet, self.model = bench, sandbox, out_dir, quiet, model
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Pre-flight: raise EnvironmentNotReady (with the fixing command) if grading cannot run here."""
+
+    def settings(self) -> dict:
+        """The settings that decide verdicts, recorded in provenance."""
+        return {}
+
+    @abstractmethod
+    def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result: OnResult) -> dict:
+        """Grade every submission, calling on_result once per verdict (from the calling thread or
+        under a lock); returns the provenance of this grading session."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what grading held (containers, clients)."""
