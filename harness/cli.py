@@ -223,7 +223,7 @@ def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
 
     cfg = _load_for_run(config, sets, limit, resume)
     pipe = Pipeline(cfg, quiet)
-    pipe.preflight(grading=grading)
+    pipe.preflight(grading=grading, run_dir=resume)
     if resume is not None:
         run_dir = resume
     else:

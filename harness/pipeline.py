@@ -58,12 +58,12 @@ class Pipeline:
     def samples(self) -> tuple[list[Sample], DatasetInfo]:
         return self.bench.load()
 
-    def preflight(self, grading: bool = True) -> None:
+    def preflight(self, grading: bool = True, run_dir: Path | None = None) -> None:
         """Everything that can fail in seconds, before any weights load or any file is written."""
         self.samples  # noqa: B018 - loads and checks the dataset and the selection
         if grading:
             self.scorer(Path(".")).check()
-        self.solver.check(self.bench)
+        self.solver.check(self.bench, run_dir)
 
     def scorer(self, run_dir: Path) -> Scorer:
         return make_scorer(self.bench, self.cfg.sandbox, run_dir, self.quiet, self.cfg.model.name)

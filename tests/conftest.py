@@ -51,7 +51,26 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.fixture(scope="session", params=["docker", "bwrap"])
+TIERS = ("unit", "docker", "bwrap", "vllm", "swebench", "browser")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests under tests/unit are the `unit` tier; every other test must carry a tier marker, so that
+    `-m` selects real subsets and no test falls outside every tier."""
+    untiered = []
+    for item in items:
+        if "tests/unit/" in item.nodeid.replace("\\", "/"):
+            item.add_marker(pytest.mark.unit)
+        elif not any(item.get_closest_marker(t) for t in TIERS):
+            untiered.append(item.nodeid)
+    if untiered:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(TIERS)}): {', '.join(untiered)}")
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param("docker", marks=pytest.mark.docker), pytest.param("bwrap", marks=pytest.mark.bwrap)],
+)
 def sandbox_kind(request) -> str:
     """Each integration test runs in both sandboxes; the fixture checks the sandbox is ready."""
     from harness.sandbox import make_sandbox

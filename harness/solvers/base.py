@@ -27,8 +27,9 @@ class Solver(ABC):
     def __init__(self, cfg: PluginConfig, run: RunConfig) -> None:
         self.cfg, self.run = cfg, run
 
-    def check(self, bench: Benchmark) -> None:
-        """Pre-flight of the model side (backend reachable, settings valid); fail in seconds."""
+    def check(self, bench: Benchmark, run_dir: Path | None = None) -> None:
+        """Pre-flight of the model side (backend reachable, settings valid); fail in seconds. With the
+        run directory of a resumed run, a solver with nothing left to do needs no model."""
         from harness.models.base import make_backend
 
         make_backend(self.run.model, None).preflight()

@@ -28,21 +28,27 @@ class SingleTurn(Solver):
 
     Config = SingleTurnConfig
 
-    def check(self, bench: Benchmark) -> None:
+    def check(self, bench: Benchmark, run_dir: Path | None = None) -> None:
         if bench.one_sample_per_task and self.run.sampling.n != 1:
             raise UserInputError(f"sampling.n: {bench.name} grades one answer per task; set sampling.n: 1")
-        super().check(bench)
+        if run_dir is None or self.needed(bench.load()[0], run_dir):
+            super().check(bench, run_dir)
+
+    def needed(self, samples: Sequence[Sample], run_dir: Path) -> dict[str, list[int]]:
+        """Sample ids still to generate, by task: missing, or stored with an error."""
+        have = read_generations(run_dir)
+        n = self.run.sampling.n
+        needed = {
+            s.task_id: [i for i in range(n) if not ((g := have.get((s.task_id, i))) and g.error is None)]
+            for s in samples
+        }
+        return {k: v for k, v in needed.items() if v}
 
     def solve(self, bench: Benchmark, samples: Sequence[Sample], run_dir: Path, quiet: bool = False) -> dict:
         from harness.models.base import make_backend
 
         cfg = self.run
-        have = read_generations(run_dir)
-        needed = {
-            s.task_id: [i for i in range(cfg.sampling.n) if not ((g := have.get((s.task_id, i))) and g.error is None)]
-            for s in samples
-        }
-        needed = {k: v for k, v in needed.items() if v}
+        needed = self.needed(samples, run_dir)
         old = read_generation_provenance(run_dir)
         if not needed:
             return old
@@ -85,6 +91,7 @@ class SingleTurn(Solver):
         gen_prov = {
             **prov,
             "sampling": cfg.sampling.model_dump(),
+            "solver": self.cfg.name,
             "prompt_mode": cfg.prompt.mode,
             "prompt_template_sha256": bench.prompt_sha256(cfg.prompt),
             "sessions": sessions,

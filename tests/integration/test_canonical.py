@@ -47,7 +47,7 @@ def test_canonical_solutions_all_pass(sandbox_kind, dataset, humaneval, humaneva
     assert results["counts"]["passed"] == 164 and results["metrics"]["pass@1"] == 1.0
     assert results["model"] == "canonical" and results["benchmark"] == dataset
     prov = results["provenance"]
-    assert prov["sandbox"]["kind"] == sandbox_kind and len(prov["samples_sha256"]) == 64
+    assert prov["sandbox"]["kind"] == sandbox_kind and len(prov["predictions_sha256"]) == 64
     assert results["dataset"]["sha256"] and results["dataset"]["tasks"] == 164
     assert prov["sandbox"]["runner"]["numpy"], "numpy must be importable in the sandbox"
     if sandbox_kind == "docker":

@@ -147,6 +147,7 @@ def test_a_sample_cannot_see_another_samples_files(sandbox_kind, humaneval, tmp_
     assert [s["status"] for s in samples] == ["passed", "passed"], samples
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("kind", ["docker"])
 def test_container_is_locked_down(kind, humaneval, tmp_path):
     """Inside the container: uid 65534, no capabilities, read-only root, no network interfaces but lo."""

@@ -9,10 +9,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from harness.models.base import request_seed
 from tests.fakes.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.docker
 
 N_TASKS, N = 10, 2
 

@@ -29,6 +29,8 @@ from tests.conftest import REPO
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration import swebench_local
 
+pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.swebench]
+
 PUBLISHED = sorted(p for p in (REPO / "results" / "published").iterdir() if (p / "results.json").exists())
 ARTIFACTS = REPO / "test-artifacts" / "report"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from tests.conftest import write_jsonl
 from tests.integration.helpers import grade_rows, runner_processes
 
@@ -83,6 +85,7 @@ def _kill_containers(stop: threading.Event, once: bool) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.docker
 def test_dead_container_is_replaced_and_job_retried(humaneval, tmp_path):
     slow = "    import time\n    time.sleep(0.3)\n"
     rows = [{"task_id": t.task_id, "completion": slow + t.canonical_solution} for t in humaneval.tasks[:6]]
@@ -97,6 +100,7 @@ def test_dead_container_is_replaced_and_job_retried(humaneval, tmp_path):
     assert any(s["attempts"] == 2 for s in samples)
 
 
+@pytest.mark.docker
 def test_sandbox_that_keeps_dying_gives_infra_error_then_resume_completes(humaneval, tmp_path):
     slow = "    import time\n    time.sleep(0.5)\n"
     rows = [{"task_id": t.task_id, "completion": slow + t.canonical_solution} for t in humaneval.tasks[:4]]

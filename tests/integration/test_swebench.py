@@ -13,6 +13,8 @@ import pytest
 
 from tests.integration import swebench_local
 
+pytestmark = [pytest.mark.swebench, pytest.mark.docker]
+
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory) -> dict:

@@ -18,6 +18,8 @@ import yaml
 from tests.fakes.openai_server import FakeOpenAI
 from tests.integration import swebench_local
 
+pytestmark = [pytest.mark.swebench, pytest.mark.docker]
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -144,6 +146,7 @@ def test_kill_9_during_grading_then_resume(local, tmp_path):
     assert left.stdout.strip() == ""
 
 
+@pytest.mark.vllm
 def test_tiny_model_generates_patches_end_to_end(local, tiny_model, tmp_path):
     """The real tiny model on vLLM: the patch will be wrong; the point is the path."""
     spec = yaml.safe_load((REPO / "configs/smoke-tiny.yaml").read_text())["model"]
