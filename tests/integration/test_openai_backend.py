@@ -162,7 +162,8 @@ def test_generate_then_evaluate_run_dir(humaneval, tmp_path):
     """The two halves alone: `harness generate` writes generations only; `harness evaluate RUN_DIR` grades them."""
     with FakeOpenAI(answer=_answer_from(humaneval)) as srv:
         cfg = _config(tmp_path, srv.base_url)
-        proc = _run(["generate", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "g", "--quiet"], tmp_path)
+        gen = ["generate", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "g", "--quiet"]
+        proc = _run([*gen, "--set", "sandbox.workers=1"], tmp_path)
         assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "results" / "g"
     assert (run_dir / "generations.jsonl").exists() and not (run_dir / "samples.jsonl").exists()
@@ -171,6 +172,8 @@ def test_generate_then_evaluate_run_dir(humaneval, tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["complete"] and results["counts"]["samples"] == N_TASKS * N
     assert results["provenance"]["model"]["backend"] == "openai"
+    # The run's own sandbox.workers holds (this machine has more CPUs than 1, the old default).
+    assert results["provenance"]["workers"] == results["provenance"]["sandbox"]["workers"] == 1
     again = _run(["evaluate", str(run_dir), "--quiet"], tmp_path)
     assert again.returncode == 0
     assert json.loads((run_dir / "results.json").read_text())["provenance"]["graded_this_session"] == 0
