@@ -49,15 +49,15 @@ def main() -> None:
             check=True,
         )
         os.environ["HARNESS_TINY_MODEL"] = out.stdout.strip().splitlines()[-1]
-    from harness.benchmarks.extract import build_prompt
     from harness.config import load_config
     from harness.models.base import request_seed
     from harness.models.vllm_engine import engine_kwargs
-    from harness.run import benchmark_for, select_tasks
+    from harness.pipeline import load_benchmark
 
     cfg = load_config(args.config, [f"benchmark.limit={args.limit}", "model.chunk_size=100000"])
-    tasks = select_tasks(cfg, benchmark_for(cfg))
-    prompts = [build_prompt(t, cfg.prompt) for t in tasks]
+    bench = load_benchmark(cfg.benchmark)
+    tasks = bench.load()[0]
+    prompts = [bench.prompt(t, cfg.prompt) for t in tasks]
     s = cfg.sampling
     bare_args = {
         "engine": engine_kwargs(cfg.model),

@@ -252,7 +252,7 @@ class HumanEvalBenchmark(Benchmark):
         return Submission(task.task_id, sample_id, "program", program)
 
     def read_predictions(self, path: Path, samples: Sequence[Sample]) -> Predictions:
-        from harness.samples import read_samples
+        from harness.benchmarks.humaneval_samples import read_samples
 
         sf = read_samples(path, self.dataset, self.cfg.limit)
         return Predictions(path, sf.sha256, sf.submissions, None)

