@@ -23,9 +23,31 @@ from harness.records import ExecJob, ExecResult, Status
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 
 
+# The runner's sys.argv[1]. It carries no meaning for the runner; it is there so that a runner (and
+# every fork of it, which shares its command line) can be recognised in /proc/<pid>/cmdline from the
+# host, to check that no runner outlived the harness. An argument rather than a line added to the
+# source, so the source, and the runner_sha256 that provenance records, stay the bytes of runner.py.
+RUNNER_MARKER = "harness-sandbox-runner"
+
+
 def runner_source() -> str:
     """The runner's source, sent to each instance at start (so images need no rebuild for it)."""
     return RUNNER_PATH.read_text()
+
+
+def runner_command(python: str) -> list[str]:
+    """The command that starts a runner under `python`, ending in `-c SOURCE RUNNER_MARKER`."""
+    return [python, "-I", "-u", "-c", runner_source(), RUNNER_MARKER]
+
+
+def is_runner_cmdline(cmdline: bytes) -> bool:
+    """Whether a /proc/<pid>/cmdline (NUL-separated arguments) is that of a runner or of a fork of one.
+
+    True for the runner's python and its forks, and for the `bwrap` process that started one (its
+    argv ends in the runner's command); false for anything else that merely mentions the marker.
+    """
+    args = cmdline.rstrip(b"\0").split(b"\0")
+    return len(args) >= 3 and args[-1] == RUNNER_MARKER.encode() and args[-3] == b"-c"
 
 
 @dataclass(frozen=True)
@@ -54,14 +76,38 @@ class Limits:
 
 
 class Channel(ABC):
-    """A line-oriented byte channel to one runner instance."""
+    """A line-oriented byte channel to one runner instance.
+
+    Subclasses provide `send` and `_read_some` (one wait for bytes); the line framing is shared.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()  # bytes received after the last complete line
 
     @abstractmethod
     def send(self, data: bytes) -> None: ...
 
     @abstractmethod
+    def _read_some(self, timeout: float) -> bytes:
+        """Wait at most `timeout` s for protocol bytes and return those that arrived.
+
+        May return b"" when none did (timeout, or only diagnostics arrived); raises SandboxDied at
+        end of stream or on a read error, with a message saying how the runner ended.
+        """
+
     def recv_line(self, timeout: float) -> bytes:
         """One line without its newline; raises SandboxDied on EOF or timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxDied(f"runner did not answer within {timeout:.0f} s")
+            self._buf.extend(self._read_some(remaining))
 
     @abstractmethod
     def close(self) -> None: ...

@@ -1,7 +1,7 @@
 """bubblewrap sandbox: namespaces without a daemon, for machines without Docker.
 
-Each instance is `bwrap --unshare-all --as-pid-1 ... python3 -I -c RUNNER`: no network, a new
-PID namespace with the runner as PID 1, a private tmpfs /tmp, every capability dropped, and a
+Each instance is `bwrap --unshare-all --as-pid-1 ... python3 -I -u -c RUNNER MARKER`: no network,
+a new PID namespace with the runner as PID 1, a private tmpfs /tmp, every capability dropped, and a
 read-only view of only the system directories and the Python installation the runner needs
 (no /etc, /home, /root, /work or the current directory). Jobs get RLIMIT_AS, RLIMIT_NPROC,
 RLIMIT_FSIZE and RLIMIT_CPU from the runner, since there is no cgroup here.
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import EnvironmentNotReady
-from harness.sandbox.base import Instance, Limits, Sandbox, runner_source
+from harness.sandbox.base import Instance, Limits, Sandbox, runner_command
 from harness.sandbox.pipes import PipeChannel
 
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
@@ -97,7 +97,7 @@ class BwrapSandbox(Sandbox):
             "65534",
         ]
         argv += readonly_binds()
-        return [*argv, self.python, "-I", "-u", "-c", runner_source()]
+        return [*argv, *runner_command(self.python)]
 
     def check(self) -> None:
         if not self.bwrap:

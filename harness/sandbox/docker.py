@@ -1,10 +1,10 @@
 """Docker sandbox: a warm pool of locked-down long-lived containers, one runner in each.
 
-Each container runs `python3 -I -u -c RUNNER` as PID 1 with no network, a read-only root, a
-tmpfs /tmp, memory / pids / cpu limits, every capability dropped, no-new-privileges and uid
-65534. The runner connects back to the harness over a unix socket (a per-container directory mounted
-read-only), so job traffic does not pass through dockerd, and a job costs a fork inside the
-container, not a `docker run` (~0.25 s) or a `docker exec` (~0.07 s).
+Each container runs `python3 -I -u -c RUNNER MARKER` (base.runner_command) as PID 1 with no
+network, a read-only root, a tmpfs /tmp, memory / pids / cpu limits, every capability dropped,
+no-new-privileges and uid 65534. The runner connects back to the harness over a unix socket (a
+per-container directory mounted read-only), so job traffic does not pass through dockerd, and a job
+costs a fork inside the container, not a `docker run` (~0.25 s) or a `docker exec` (~0.07 s).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import EnvironmentNotReady, SandboxDied
-from harness.sandbox.base import Channel, Instance, Limits, Sandbox, runner_source
+from harness.sandbox.base import Channel, Instance, Limits, Sandbox, runner_command
 from harness.sandbox.image import image_tag
 
 LABEL = "org.harness.sandbox"
@@ -47,8 +47,8 @@ class SocketChannel(Channel):
     """Line channel over the unix socket the runner connected to (no daemon in the data path)."""
 
     def __init__(self, conn: socket.socket, diagnostics: Callable[[], str]) -> None:
+        super().__init__()
         self._sock = conn
-        self._buf = bytearray()
         self._diag = diagnostics
 
     def send(self, data: bytes) -> None:
@@ -57,26 +57,17 @@ class SocketChannel(Channel):
         except OSError as e:
             raise SandboxDied(f"runner connection closed: {e}") from e
 
-    def recv_line(self, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl >= 0:
-                line = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SandboxDied(f"runner did not answer within {timeout:.0f} s")
-            ready, _, _ = select.select([self._sock], [], [], remaining)
-            if ready:
-                try:
-                    chunk = self._sock.recv(1 << 20)
-                except OSError as e:
-                    raise SandboxDied(f"runner connection error: {e}") from e
-                if not chunk:
-                    raise SandboxDied(f"container exited; its output: {self.diagnostics()}")
-                self._buf.extend(chunk)
+    def _read_some(self, timeout: float) -> bytes:
+        ready, _, _ = select.select([self._sock], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            chunk = self._sock.recv(1 << 20)
+        except OSError as e:
+            raise SandboxDied(f"runner connection error: {e}") from e
+        if not chunk:
+            raise SandboxDied(f"container exited; its output: {self.diagnostics()}")
+        return chunk
 
     def diagnostics(self) -> str:
         return self._diag()
@@ -162,7 +153,7 @@ class DockerSandbox(Sandbox):
             host_config["Binds"] = [f"{sock_dir}:/run/harness:ro"]
             created = api.create_container(
                 self.image,
-                command=["python3", "-I", "-u", "-c", runner_source()],
+                command=runner_command("python3"),
                 user="65534:65534",
                 working_dir="/tmp",
                 tty=False,

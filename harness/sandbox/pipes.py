@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import select
 import subprocess
-import time
 
 from harness.errors import SandboxDied
 from harness.sandbox.base import Channel
@@ -15,6 +14,7 @@ class PipeChannel(Channel):
     """Line channel to a child process; stderr goes to a bounded buffer for diagnostics."""
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -28,7 +28,6 @@ class PipeChannel(Channel):
         self._err = self.proc.stderr.fileno()
         os.set_blocking(self._out, False)
         os.set_blocking(self._err, False)
-        self._buf = bytearray()
         self._errbuf = bytearray()
 
     def send(self, data: bytes) -> None:
@@ -39,27 +38,18 @@ class PipeChannel(Channel):
         except (BrokenPipeError, OSError) as e:
             raise SandboxDied(f"runner stdin closed: {e}; {self.diagnostics()}") from e
 
-    def recv_line(self, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl >= 0:
-                line = bytes(self._buf[:nl])
-                del self._buf[: nl + 1]
-                return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SandboxDied(f"runner did not answer within {timeout:.0f} s")
-            ready, _, _ = select.select([self._out, self._err], [], [], remaining)
-            if self._err in ready:
-                chunk = os.read(self._err, 65536)
-                if len(self._errbuf) < 65536:
-                    self._errbuf.extend(chunk)
-            if self._out in ready:
-                chunk = os.read(self._out, 1 << 20)
-                if not chunk:
-                    raise SandboxDied(f"runner exited (code {self.proc.poll()}); {self.diagnostics()}")
-                self._buf.extend(chunk)
+    def _read_some(self, timeout: float) -> bytes:
+        ready, _, _ = select.select([self._out, self._err], [], [], timeout)
+        if self._err in ready:
+            chunk = os.read(self._err, 65536)
+            if len(self._errbuf) < 65536:
+                self._errbuf.extend(chunk)
+        if self._out not in ready:
+            return b""
+        chunk = os.read(self._out, 1 << 20)
+        if not chunk:
+            raise SandboxDied(f"runner exited (code {self.proc.poll()}); {self.diagnostics()}")
+        return chunk
 
     def diagnostics(self) -> str:
         return self._errbuf.decode("utf-8", "replace")[-2000:].strip()

@@ -5,44 +5,64 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.pipeline import GradeRequest, grade
-from harness.samples import read_samples
+from harness.config import SandboxConfig, plugin_config
+from harness.pipeline import evaluate_predictions, load_benchmark
 from tests.conftest import write_jsonl
 
 
 def grade_rows(
-    bench, rows: list[dict], out: Path, sandbox: str, timeout_s: float = 3.0, workers: int = 2, **kw
+    bench, rows: list[dict], out: Path, sandbox: str, timeout_s: float = 3.0, workers: int = 2, memory_mb: int = 1024
 ) -> tuple[dict, list[dict]]:
-    """Grade samples with the real sandbox; returns (results.json, samples.jsonl rows)."""
+    """Grade samples with the real sandbox through the pipeline `harness evaluate` uses;
+    returns (results.json, samples.jsonl rows)."""
     f = write_jsonl(out.parent / f"{out.name}-samples.jsonl", rows)
-    sf = read_samples(f, bench, timeout_s)
-    req = GradeRequest(
-        benchmark=bench.name,
-        dataset=bench.info().__dict__,
-        model_name="test",
-        out_dir=out,
-        sandbox=sandbox,
-        workers=workers,
-        timeout_s=timeout_s,
-        quiet=True,
-        **kw,
-    )
-    results = grade(sf.jobs, req)
+    bench_cfg = {"name": bench.name, "path": str(bench.path)}
+    plugin = load_benchmark(plugin_config("benchmarks", "benchmark", bench_cfg, "test"))
+    cfg = SandboxConfig(kind=sandbox, workers=workers, timeout_s=timeout_s, memory_mb=memory_mb)
+    evaluate_predictions(plugin, f, out, cfg, "test", 1234, True)
+    results = json.loads((out / "results.json").read_text())
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     return results, samples
 
 
 def runner_processes() -> list[int]:
-    """Host pids of sandbox runners and their forks (their command line carries the runner source)."""
+    """Host pids of sandbox runners, their forks, and the bwrap processes that started them.
+
+    Recognised by the command line every runner is started with (base.runner_command: `-c SOURCE
+    harness-sandbox-runner`); a fork shares its parent's command line, so jobs still running count too.
+    """
+    from harness.sandbox.base import is_runner_cmdline
+
     pids = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if b"In-sandbox job runner" in (p / "cmdline").read_bytes():
+                if is_runner_cmdline((p / "cmdline").read_bytes()):
                     pids.append(int(p.name))
             except OSError:
-                pass
+                pass  # exited while we looked
     return pids
+
+
+def process_tree(root: int) -> set[int]:
+    """`root` and every live descendant of it (by the parent pid in /proc/<pid>/stat)."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            # The command name (field 2) may hold spaces and parentheses; the fields after its last ")" do not.
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(p.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return tree
 
 
 def run_reference_sandboxed(code: str, args: list[str], workdir: Path, timeout: float = 1800) -> None:
