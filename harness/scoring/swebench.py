@@ -108,9 +108,16 @@ def grade_one(instance: dict, pred: dict, client, log_root: Path, timeout_s: int
     }
     if report.get("resolved"):
         return SampleResult(**base, status=Status.RESOLVED, duration_s=dur, extra=extra)
-    if not report.get("patch_successfully_applied", True):
+    if report.get("infra_failure"):  # the package's own triage of a test log without results
+        why = report.get("infra_failure_reason", "environment fault")
         return SampleResult(
-            **base, status=Status.PATCH_FAILED, duration_s=dur, detail="patch did not apply", extra=extra
+            **base, status=Status.INFRA_ERROR, duration_s=dur, detail=f"environment fault: {why}", extra=extra
+        )
+    if not report.get("patch_successfully_applied", True):
+        # The model's patch applied (else no report), but the log holds no test results: the official
+        # harness counts this as not resolved (e.g. a patch touching the tests so the test patch fails).
+        return SampleResult(
+            **base, status=Status.UNRESOLVED, duration_s=dur, detail="no test results in the log", extra=extra
         )
     failing = [t for t in ts.get("FAIL_TO_PASS", {}).get("failure", [])][:5]
     return SampleResult(
