@@ -210,6 +210,7 @@ def evaluate_predictions(
     else:
         preds = bench.read_predictions(path, samples)
         subs, sha, name = preds.submissions, preds.sha256, preds.model_name or path.name.split(".")[0]
+        samples = preds.samples
     model = model_name or name
     scorer = make_scorer(bench, sandbox, out, quiet, model)
     scorer.check()

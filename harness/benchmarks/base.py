@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,11 +31,16 @@ class BenchmarkConfig(PluginConfig):
     limit: int | None = Field(None, ge=1, description="only the first N tasks")
 
 
+@dataclass
 class Predictions:
-    """Submissions read from an external predictions file, with what identifies the file."""
+    """Submissions read from an external predictions file, what identifies the file, and the samples
+    (tasks) they cover: the tasks a predictions file is graded on."""
 
-    def __init__(self, path: Path, sha256: str, submissions: list[Submission], model_name: str | None) -> None:
-        self.path, self.sha256, self.submissions, self.model_name = path, sha256, submissions, model_name
+    path: Path
+    sha256: str
+    submissions: list[Submission]
+    model_name: str | None
+    samples: list[Sample]
 
 
 class Benchmark(ABC):

@@ -254,8 +254,9 @@ class HumanEvalBenchmark(Benchmark):
     def read_predictions(self, path: Path, samples: Sequence[Sample]) -> Predictions:
         from harness.benchmarks.humaneval_samples import read_samples
 
-        sf = read_samples(path, self.dataset, self.cfg.limit)
-        return Predictions(path, sf.sha256, sf.submissions, None)
+        sf = read_samples(path, self.dataset, self.cfg.limit)  # limit: the first N tasks of the file
+        covered = [Sample(t, self.dataset.by_id[t]) for t in sf.tasks]
+        return Predictions(path, sf.sha256, sf.submissions, None, covered)
 
     def reference_predictions(self, samples: Sequence[Sample]) -> list[Submission]:
         return [

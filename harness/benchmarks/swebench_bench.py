@@ -113,7 +113,7 @@ class SWEBench(Benchmark):
             for s in samples
         ]
         name = next(iter(preds.values()))["model_name_or_path"] if preds else None
-        return Predictions(path, sha256_file(path), subs, name)
+        return Predictions(path, sha256_file(path), subs, name, list(samples))
 
     def reference_predictions(self, samples: Sequence[Sample]) -> list[Submission]:
         return [Submission(s.task_id, 0, "patch", s.data["patch"]) for s in samples]

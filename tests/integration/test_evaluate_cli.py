@@ -1,0 +1,46 @@
+"""`harness evaluate BENCHMARK ...` through the generic CLI, graded in the real Docker sandbox."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import write_jsonl
+
+pytestmark = pytest.mark.docker
+
+
+def _harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_limit_takes_the_first_tasks_of_the_file_not_of_the_dataset(humaneval, tmp_path):
+    ids = ["HumanEval/7", "HumanEval/3", "HumanEval/120"]
+    rows = [{"task_id": t, "completion": humaneval.by_id[t].canonical_solution} for t in ids for _ in range(2)]
+    f = write_jsonl(tmp_path / "s.jsonl", rows)
+    proc = _harness("evaluate", "humaneval", str(f), "--out", str(tmp_path / "o"), "--limit", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    verdicts = [json.loads(line) for line in (tmp_path / "o/samples.jsonl").read_text().splitlines()]
+    assert [(v["task_id"], v["passed"]) for v in verdicts] == [(t, True) for t in ids[:2] for _ in range(2)]
+    res = json.loads((tmp_path / "o/results.json").read_text())
+    assert res["counts"]["tasks"] == 2 and res["headline"] == {"metric": "pass@1", "value": 1.0}
+
+
+def test_gold_grades_the_reference_solutions_and_a_broken_one_is_reported(humaneval, tmp_path):
+    proc = _harness("evaluate", "humaneval", "--gold", "--limit", "5", "--out", str(tmp_path / "g"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "g/results.json").read_text())
+    assert res["gold_check"] == {"passed": 5, "total": 5, "trusted": True, "not_passed": []}
+    # A dataset whose reference for one task is wrong: the set-up check fails loudly, exit 1.
+    with gzip.open(humaneval.path, "rt") as fh:
+        tasks = [json.loads(line) for line in fh][:5]
+    tasks[2]["canonical_solution"] = "    return None\n"
+    broken = write_jsonl(tmp_path / "broken.jsonl", tasks)
+    out = tmp_path / "b"
+    proc = _harness("evaluate", "humaneval", "--gold", "--dataset-path", str(broken), "--out", str(out), "-q")
+    assert proc.returncode == 1 and "REFERENCE SOLUTIONS FAILED on 1 of 5 task(s): HumanEval/2" in proc.stderr
+    assert json.loads((out / "results.json").read_text())["gold_check"]["not_passed"] == ["HumanEval/2"]
