@@ -174,5 +174,24 @@ def test_tiny_model_generates_patches_end_to_end(local, tiny_model, tmp_path):
     gens = [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines()]
     assert len(gens) == 1 and gens[0]["raw"] and gens[0]["completion_tokens"] > 0
     results = json.loads((run_dir / "results.json").read_text())
-    status = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])["status"]
-    assert status in ("resolved", "unresolved", "patch_failed", "empty_patch") and results["complete"]
+    assert results["complete"]
+    verdict = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])
+    # The verdict this answer must get, derived from the answer itself (the model's text differs
+    # between machines, so no fixed status is right everywhere).
+    from harness.benchmarks.swebench import validate_diff
+
+    diff = gens[0]["code"]
+    if not diff.strip():
+        assert (verdict["status"], verdict["detail"]) == ("empty_patch", "no diff in the answer")
+    elif validate_diff(diff):
+        assert (verdict["status"], verdict["detail"]) == ("patch_failed", validate_diff(diff))
+    else:  # a well-formed diff went to the official grader: its own files say what it decided
+        log = (Path(verdict["log_dir"]) / "run_instance.log").read_text()
+        report = Path(verdict["log_dir"]) / "report.json"
+        if "Patch Apply Failed" in log:
+            expected = "patch_failed"
+        else:
+            expected = (
+                "resolved" if json.loads(report.read_text())[swebench_local.INSTANCE_ID]["resolved"] else "unresolved"
+            )
+        assert verdict["status"] == expected
