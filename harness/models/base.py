@@ -1,9 +1,16 @@
-"""Model backend protocol and helpers shared by the backends."""
+"""Model backend protocol and helpers shared by the backends.
+
+Two ways to talk to a model: `generate` (many prompts at once, persisted as they finish) for
+single-turn benchmarks, and `chat` (one assistant turn for one conversation, optionally with
+OpenAI-format tool calls) for agents. A turn that cannot be had is an exception, never an
+empty or invented reply.
+"""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -12,10 +19,67 @@ from harness.records import Generation, Prompt
 
 Sink = Callable[[list[Generation]], None]
 
+# Phrases of the 400 errors OpenAI and vLLM return when the prompt does not fit the context window
+# ("This model's maximum context length is ...", code "context_length_exceeded", and vLLM's
+# "... is longer than the maximum model length of ...").
+CONTEXT_OVERFLOW_PHRASES = ("context_length_exceeded", "maximum context length", "maximum model length")
+
 
 def request_seed(base: int, task_id: str, sample_id: int = 0) -> int:
     """A stable per-request seed: sampled runs are reproducible, and resume regenerates the same text."""
     return (base * 1_000_003 + zlib.crc32(task_id.encode()) + sample_id) % (2**31 - 1)
+
+
+def is_context_overflow(message: str) -> bool:
+    """Whether an error message says the prompt exceeds the model's context window."""
+    text = message.lower()
+    return any(p in text for p in CONTEXT_OVERFLOW_PHRASES)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for."""
+
+    id: str
+    name: str
+    arguments: str  # the JSON text as the model produced it (it may not even parse)
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One assistant turn, with what it cost."""
+
+    content: str | None  # assistant text (None when the model only called tools)
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    attempts: int = 1
+    raw: dict | None = None  # the assistant message as received (for trajectories)
+
+    def message(self) -> dict:
+        """The OpenAI-format assistant message to append to the conversation."""
+        msg: dict = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            msg["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        return msg
+
+
+class GenerationFailed(Exception):
+    """A turn that still failed after the backend's retries (or could not be retried)."""
+
+    def __init__(self, reason: str, attempts: int) -> None:
+        super().__init__(f"{reason} (after {attempts} attempt{'s' if attempts != 1 else ''})")
+        self.reason = reason
+        self.attempts = attempts
+
+
+class ContextOverflow(GenerationFailed):
+    """The conversation no longer fits the model's context window; retrying cannot help."""
 
 
 class ModelBackend(Protocol):
@@ -29,6 +93,20 @@ class ModelBackend(Protocol):
     ) -> None:
         """Generate the sample ids in needed[task_id] for every prompt."""
 
+    def chat(
+        self,
+        messages: Sequence[dict],
+        sampling: SamplingConfig,
+        tools: Sequence[dict] | None = None,
+        seed: int | None = None,
+    ) -> ChatTurn:
+        """One assistant turn for one conversation (sampling.n is ignored: always one choice).
+
+        Thread-safe: several threads may each drive their own conversation at once. seed=None uses
+        sampling.seed. Raises ContextOverflow when the prompt does not fit, GenerationFailed when
+        the turn still fails after the backend's retries.
+        """
+
     def provenance(self) -> dict: ...
 
     def close(self) -> None:
@@ -36,6 +114,7 @@ class ModelBackend(Protocol):
 
 
 def make_backend(cfg, run_dir: Path) -> ModelBackend:
+    """The configured backend, imported only when used (vllm and torch are heavy)."""
     from harness.registry import MODEL_BACKENDS
 
     return MODEL_BACKENDS.load(cfg.backend)(cfg, run_dir)

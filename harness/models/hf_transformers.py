@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import SamplingConfig, TransformersModel
-from harness.errors import EnvironmentNotReady
-from harness.models.base import Sink, request_seed
+from harness.errors import EnvironmentNotReady, UserInputError
+from harness.models.base import ChatTurn, Sink, request_seed
 from harness.models.vllm_engine import model_fingerprint, software_versions, tokenizer_fingerprint
 from harness.records import Generation, Prompt
 
@@ -104,6 +104,19 @@ class TransformersBackend:
                     )
                 )
             sink(gens)
+
+    def chat(
+        self,
+        messages: Sequence[dict],
+        sampling: SamplingConfig,
+        tools: Sequence[dict] | None = None,
+        seed: int | None = None,
+    ) -> ChatTurn:
+        """Not offered: agents need a server-grade backend (tool calls, concurrent conversations)."""
+        raise UserInputError(
+            "model.backend: the transformers backend does not support chat (per-turn calls for agents); "
+            "use vllm, vllm-server or openai"
+        )
 
     def provenance(self) -> dict:
         s = self.stats

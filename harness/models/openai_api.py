@@ -4,6 +4,11 @@ httpx's async client is used directly rather than the openai package so that eve
 is visible and handled the same way: 429 / 5xx / timeouts / dropped connections / malformed bodies
 are retried with exponential backoff and full jitter (honouring Retry-After), at most
 `max_attempts` times; what still fails is recorded as a generation error, never as an answer.
+
+Both ways in share one request function (`_exchange`): `generate` runs its batch on its own event
+loop; `chat` (one turn, called from any number of threads) submits to one long-lived loop in a
+background thread, so all threads' turns share one connection pool, one concurrency cap and one
+rate budget.
 """
 
 from __future__ import annotations
@@ -11,14 +16,25 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 from harness.config import OpenAIModel, SamplingConfig
 from harness.errors import UserInputError
-from harness.models.base import Sink, request_seed
+from harness.models.base import (
+    ChatTurn,
+    ContextOverflow,
+    GenerationFailed,
+    Sink,
+    ToolCall,
+    is_context_overflow,
+    request_seed,
+)
 from harness.records import Generation, Prompt
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -26,6 +42,22 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
 class _Malformed(Exception):
     pass
+
+
+@dataclass
+class _Outcome:
+    """What one request came to after its retries: the parsed body, or why there is none."""
+
+    value: Any = None
+    attempts: int = 1
+    latency_s: float | None = None
+    usage: dict = field(default_factory=dict)
+    error: str | None = None
+    status: int | None = None  # the HTTP status of a non-retryable failure
+    body: str = ""  # that failure's whole response body (the error string keeps only its start)
+
+    def tokens(self) -> tuple[int | None, int | None]:
+        return self.usage.get("prompt_tokens"), self.usage.get("completion_tokens")
 
 
 class _RateLimiter:
@@ -75,6 +107,43 @@ def _retry_after(headers) -> float | None:
             return None
 
 
+async def _wind_down(client) -> None:
+    """Cancel the turns still running on this loop (their callers get CancelledError, not a hang)."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in others:
+        t.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    if client is not None:
+        await client.aclose()
+
+
+def _usage(data: object) -> dict:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if usage is not None and not isinstance(usage, dict):
+        raise _Malformed(f"malformed response: usage is {type(usage).__name__}")
+    return usage or {}
+
+
+def parse_turn(data: object) -> tuple[str | None, tuple[ToolCall, ...], str | None, dict]:
+    """(content, tool calls, finish_reason, message) of a chat completion; _Malformed if it is not one."""
+    try:
+        choice = data["choices"][0]  # type: ignore[index]
+        msg = choice["message"]
+        content = msg.get("content")
+        calls = tuple(
+            ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls") or ()
+        )
+        if content is not None and not isinstance(content, str):
+            raise TypeError("content is not a string")
+        if not all(isinstance(x, str) for c in calls for x in (c.id, c.name, c.arguments)):
+            raise TypeError("a tool call's id, name or arguments is not a string")
+        if content is None and not calls:
+            raise TypeError("the message has neither content nor tool calls")
+        return content, calls, choice.get("finish_reason"), msg
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
+        raise _Malformed(f"malformed response: {type(e).__name__}: {e}") from None
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible endpoint. At most max_concurrency requests are in flight."""
 
@@ -89,12 +158,19 @@ class OpenAIBackend:
             "max_in_flight": 0,
         }
         self._in_flight = 0
+        self._stats_lock = threading.Lock()  # generate's loop and chat's loop run in different threads
+        self._chat_lock = threading.Lock()
+        self._chat_loop: asyncio.AbstractEventLoop | None = None
+        self._chat_thread: threading.Thread | None = None
+        self._chat_state: tuple[asyncio.Semaphore, _RateLimiter, Any] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def api_key(self) -> str | None:
+        """The key from the variable named by api_key_env (the key itself is never configured)."""
         return os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
 
     def preflight(self) -> None:
+        """Check the key variable and the URL before anything is sent."""
         if self.cfg.api_key_env and not os.environ.get(self.cfg.api_key_env):
             raise UserInputError(
                 f"model.api_key_env: the variable {self.cfg.api_key_env} is not set; export it with the endpoint's key"
@@ -103,6 +179,7 @@ class OpenAIBackend:
             raise UserInputError(f"model.base_url: expected an http(s) URL, got {self.cfg.base_url!r}")
 
     def provenance(self) -> dict:
+        """The endpoint, the client settings and what the client did."""
         return {
             "backend": "openai",
             "base_url": self.cfg.base_url,
@@ -113,19 +190,20 @@ class OpenAIBackend:
         }
 
     def close(self) -> None:
-        return None
+        """Stop chat's background loop (if chat was used) and close its connections."""
+        with self._chat_lock:
+            loop, thread, state = self._chat_loop, self._chat_thread, self._chat_state
+            self._chat_loop = self._chat_thread = self._chat_state = None
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(_wind_down(state[2] if state else None), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
 
-    # -- generation -----------------------------------------------------------------------------
-    def generate(
-        self, prompts: Sequence[Prompt], sampling: SamplingConfig, needed: dict[str, list[int]], sink: Sink
-    ) -> None:
-        asyncio.run(self._generate_all(prompts, sampling, needed, sink))
-
-    async def _generate_all(self, prompts, sampling, needed, sink) -> None:
+    def _client(self):
         import httpx
 
-        sem = asyncio.Semaphore(self.cfg.max_concurrency)
-        limiter = _RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
         headers = {"Content-Type": "application/json"}
         key = self.api_key()
         if key:
@@ -133,12 +211,86 @@ class OpenAIBackend:
         limits = httpx.Limits(
             max_connections=self.cfg.max_concurrency, max_keepalive_connections=self.cfg.max_concurrency
         )
-        async with httpx.AsyncClient(
+        return httpx.AsyncClient(
             base_url=self.cfg.base_url.rstrip("/") + "/",
             headers=headers,
             limits=limits,
             timeout=httpx.Timeout(self.cfg.request_timeout_s),
-        ) as client:
+        )
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
+
+    def _enter(self) -> None:
+        with self._stats_lock:
+            self._in_flight += 1
+            self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
+            self.stats["requests"] += 1
+
+    def _leave(self) -> None:
+        with self._stats_lock:
+            self._in_flight -= 1
+
+    # -- one request, with the retry policy -------------------------------------------------------
+    async def _exchange(
+        self, client, limiter: _RateLimiter, path: str, body: dict, parse: Callable[[object], Any]
+    ) -> _Outcome:
+        """POST body to path until parse() accepts a response or the policy gives up."""
+        import httpx
+
+        est = body["max_tokens"] + len(str(body.get("messages") or body.get("prompt"))) // 3
+        last_error = ""
+        for attempt in range(1, self.cfg.max_attempts + 1):
+            delay: float | None = None
+            await limiter.acquire(est)
+            self._enter()
+            t0 = time.monotonic()
+            try:
+                resp = await client.post(path, json=body)
+                if resp.status_code in RETRY_STATUS:
+                    last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    delay = _retry_after(resp.headers)
+                elif resp.status_code >= 400:
+                    # 400/401/403/404: retrying cannot help; say so plainly.
+                    self._count("errors")
+                    limiter.settle(est, 0)
+                    error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    return _Outcome(attempts=attempt, error=error, status=resp.status_code, body=resp.text)
+                else:
+                    data = resp.json()
+                    value, usage = parse(data), _usage(data)
+                    latency = time.monotonic() - t0
+                    pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+                    self._count("prompt_tokens", pt or 0)
+                    self._count("completion_tokens", ct or 0)
+                    limiter.settle(est, (pt or 0) + (ct or 0) if usage else None)
+                    return _Outcome(value, attempt, round(latency, 4), usage)
+            except (httpx.TransportError, _Malformed, ValueError) as e:  # ValueError: body is not JSON
+                last_error = f"{type(e).__name__}: {e}"[:300]
+            finally:
+                self._leave()
+            if attempt < self.cfg.max_attempts:
+                self._count("retries")
+                if delay is None:
+                    cap = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (attempt - 1))
+                    delay = random.uniform(0, cap)
+                await asyncio.sleep(min(delay, self.cfg.backoff_max_s))
+        self._count("errors")
+        error = f"gave up after {self.cfg.max_attempts} attempts: {last_error}"
+        return _Outcome(attempts=self.cfg.max_attempts, error=error)
+
+    # -- batched generation ---------------------------------------------------------------------
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig, needed: dict[str, list[int]], sink: Sink
+    ) -> None:
+        """Generate every needed sample, max_concurrency requests at a time."""
+        asyncio.run(self._generate_all(prompts, sampling, needed, sink))
+
+    async def _generate_all(self, prompts, sampling, needed, sink) -> None:
+        sem = asyncio.Semaphore(self.cfg.max_concurrency)
+        limiter = _RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
+        async with self._client() as client:
 
             async def one(prompt: Prompt, sample_id: int) -> None:
                 async with sem:
@@ -167,83 +319,79 @@ class OpenAIBackend:
         return "completions", {**body, "prompt": text}
 
     @staticmethod
-    def _parse(data: object, api: str) -> tuple[str, str | None, dict]:
+    def _parse(data: object, api: str) -> tuple[str, str | None]:
         try:
             choice = data["choices"][0]  # type: ignore[index]
             text = choice["message"]["content"] if api == "chat" else choice["text"]
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
-            return text, choice.get("finish_reason"), data.get("usage") or {}  # type: ignore[union-attr]
+            return text, choice.get("finish_reason")
         except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise _Malformed(f"malformed response: {type(e).__name__}: {e}") from None
 
     async def _request(
         self, client, limiter: _RateLimiter, prompt: Prompt, sample_id: int, sampling: SamplingConfig
     ) -> Generation:
-        import httpx
-
         seed = request_seed(sampling.seed, prompt.task_id, sample_id)
         path, body = self._body(prompt, sampling, seed)
-        est = sampling.max_tokens + len(str(body.get("messages") or body.get("prompt"))) // 3
-        last_error = ""
-        for attempt in range(1, self.cfg.max_attempts + 1):
-            delay: float | None = None
-            await limiter.acquire(est)
-            self._in_flight += 1
-            self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
-            self.stats["requests"] += 1
-            t0 = time.monotonic()
-            try:
-                resp = await client.post(path, json=body)
-                if resp.status_code in RETRY_STATUS:
-                    last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                    delay = _retry_after(resp.headers)
-                elif resp.status_code >= 400:
-                    # 400/401/403/404: retrying cannot help; say so plainly.
-                    self.stats["errors"] += 1
-                    limiter.settle(est, 0)
-                    return Generation(
-                        prompt.task_id,
-                        sample_id,
-                        None,
-                        seed=seed,
-                        attempts=attempt,
-                        error=f"HTTP {resp.status_code}: {resp.text[:300]}",
-                    )
-                else:
-                    text, finish, usage = self._parse(resp.json(), self.cfg.api)
-                    latency = time.monotonic() - t0
-                    pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-                    self.stats["prompt_tokens"] += pt or 0
-                    self.stats["completion_tokens"] += ct or 0
-                    limiter.settle(est, (pt or 0) + (ct or 0) if usage else None)
-                    return Generation(
-                        prompt.task_id,
-                        sample_id,
-                        text,
-                        finish,
-                        pt,
-                        ct,
-                        round(latency, 4),
-                        seed,
-                        attempts=attempt,
-                    )
-            except (httpx.TransportError, _Malformed, ValueError) as e:  # ValueError: body is not JSON
-                last_error = f"{type(e).__name__}: {e}"[:300]
-            finally:
-                self._in_flight -= 1
-            if attempt < self.cfg.max_attempts:
-                self.stats["retries"] += 1
-                if delay is None:
-                    cap = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (attempt - 1))
-                    delay = random.uniform(0, cap)
-                await asyncio.sleep(min(delay, self.cfg.backoff_max_s))
-        self.stats["errors"] += 1
-        return Generation(
-            prompt.task_id,
-            sample_id,
-            None,
-            seed=seed,
-            attempts=self.cfg.max_attempts,
-            error=f"gave up after {self.cfg.max_attempts} attempts: {last_error}",
-        )
+        out = await self._exchange(client, limiter, path, body, lambda data: self._parse(data, self.cfg.api))
+        if out.error is not None:
+            return Generation(prompt.task_id, sample_id, None, seed=seed, attempts=out.attempts, error=out.error)
+        text, finish = out.value
+        pt, ct = out.tokens()
+        return Generation(prompt.task_id, sample_id, text, finish, pt, ct, out.latency_s, seed, attempts=out.attempts)
+
+    # -- one chat turn --------------------------------------------------------------------------
+    def chat(
+        self,
+        messages: Sequence[dict],
+        sampling: SamplingConfig,
+        tools: Sequence[dict] | None = None,
+        seed: int | None = None,
+    ) -> ChatTurn:
+        """One assistant turn from POST chat/completions (whatever model.api says); thread-safe."""
+        body = {
+            "model": self.cfg.model,
+            "messages": list(messages),
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "seed": sampling.seed if seed is None else seed,
+            **self.cfg.extra_body,
+        }
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)[:4]
+        if tools:
+            body["tools"] = list(tools)
+            body.setdefault("tool_choice", "auto")  # extra_body may ask for "required" or a named function
+        future = asyncio.run_coroutine_threadsafe(self._chat_exchange(body), self._loop())
+        try:
+            out = future.result()
+        except BaseException:
+            future.cancel()  # e.g. Ctrl-C in the calling thread: do not leave the request running
+            raise
+        if out.error is not None:
+            if out.status is not None and is_context_overflow(out.body):
+                raise ContextOverflow(out.error, out.attempts)
+            raise GenerationFailed(out.error, out.attempts)
+        content, calls, finish, msg = out.value
+        pt, ct = out.tokens()
+        return ChatTurn(content, calls, finish, pt, ct, out.latency_s, out.attempts, msg)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        with self._chat_lock:
+            if self._chat_loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="openai-chat", daemon=True)
+                thread.start()
+                self._chat_loop, self._chat_thread = loop, thread
+            return self._chat_loop
+
+    async def _chat_exchange(self, body: dict) -> _Outcome:
+        # Runs on the chat loop's thread only, so the lazy set-up below cannot race.
+        if self._chat_state is None:
+            limiter = _RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
+            self._chat_state = (asyncio.Semaphore(self.cfg.max_concurrency), limiter, self._client())
+        sem, limiter, client = self._chat_state
+        async with sem:
+            return await self._exchange(client, limiter, "chat/completions", body, parse_turn)

