@@ -163,7 +163,7 @@ def test_generate_then_evaluate_run_dir(humaneval, tmp_path):
     with FakeOpenAI(answer=_answer_from(humaneval)) as srv:
         cfg = _config(tmp_path, srv.base_url)
         gen = ["generate", str(cfg), "--out", str(tmp_path / "results"), "--run-id", "g", "--quiet"]
-        proc = _run([*gen, "--set", "sandbox.workers=1"], tmp_path)
+        proc = _run([*gen, "--set", "sandbox={kind: docker, workers: 1}"], tmp_path)
         assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "results" / "g"
     assert (run_dir / "generations.jsonl").exists() and not (run_dir / "samples.jsonl").exists()
