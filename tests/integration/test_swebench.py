@@ -119,7 +119,9 @@ def test_same_resolved_set_as_the_packages_own_entry_point(local, tmp_path):
 
 
 def test_missing_image_is_infra_error_and_resume_retries(local, tmp_path):
-    inst = dict(local["instance"], image="harness-swebench/does-not-exist:0")
+    later = "harness-swebench/appears-later:0"
+    subprocess.run(["docker", "rmi", "-f", later], capture_output=True)
+    inst = dict(local["instance"], image=later)
     ds = tmp_path / "missing.jsonl"
     ds.write_text(json.dumps(inst) + "\n")
     preds = _preds(local, "gold", tmp_path / "preds.jsonl")
@@ -129,11 +131,15 @@ def test_missing_image_is_infra_error_and_resume_retries(local, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["infra_error"] == 1 and results["infra_errors"] == [swebench_local.INSTANCE_ID]
     assert results["counts"]["unresolved"] == 0
-    # The image appears (e.g. pulled later): the same command retries exactly that instance.
-    ds.write_text(json.dumps(local["instance"]) + "\n")
-    proc = _evaluate([str(preds), "--dataset", str(ds), "--out", str(out)], tmp_path)
+    # The image appears (pulled or built later; here: tagged): the same command retries exactly that instance.
+    subprocess.run(["docker", "tag", local["image"], later], check=True)
+    try:
+        proc = _evaluate([str(preds), "--dataset", str(ds), "--out", str(out)], tmp_path)
+    finally:
+        subprocess.run(["docker", "rmi", "-f", later], capture_output=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads((out / "results.json").read_text())["counts"]["resolved"] == 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["resolved"] == 1 and results["provenance"]["graded_this_session"] == 1
 
 
 def test_bad_predictions_exit_2(local, tmp_path):
