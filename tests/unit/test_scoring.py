@@ -1,0 +1,138 @@
+"""The score stage and the aggregator with fake scorers: what is graded, resumed, counted and written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from harness.config import SandboxConfig
+from harness.errors import UserInputError
+from harness.pipeline import score
+from harness.records import DatasetInfo, Sample, SampleResult, Status, Submission
+from harness.scoring import aggregate
+from tests.plugins.toy_benchmark import ToyBenchmark, ToyConfig, ToyScorer
+
+INFO = DatasetInfo(name="toy-arith", version="1", sha256="0" * 64, tasks=8)
+
+
+class ScriptedScorer(ToyScorer):
+    """Gives the scripted status per task (default: the toy's own verdict), and records what it saw."""
+
+    def __init__(self, bench, statuses: dict[str, Status] | None = None) -> None:
+        super().__init__(bench, SandboxConfig(), None)
+        self.statuses_by_task = statuses or {}
+        self.seen: list[tuple[str, int]] = []
+
+    def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result) -> dict:
+        for sample, sub in todo:
+            self.seen.append((sub.task_id, sub.sample_id))
+            status = self.statuses_by_task.get(sub.task_id)
+            if status is None:
+                status = Status.PASSED if sub.content == str(sum(sample.data)) else Status.FAILED
+            on_result(SampleResult(sub.task_id, sub.sample_id, status, 0.0, "", sub.sha256))
+        return {"grader": {"package": "scripted"}}
+
+
+@pytest.fixture
+def toy():
+    bench = ToyBenchmark(ToyConfig(name="toy-arith", limit=4))
+    samples, _ = bench.load()
+    return bench, samples
+
+
+def _subs(samples, right: set[str], n: int = 1) -> list[Submission]:
+    return [
+        Submission(s.task_id, i, "text", str(sum(s.data) + (0 if s.task_id in right else 1)))
+        for s in samples
+        for i in range(n)
+    ]
+
+
+def _score(bench, samples, subs, scorer, out, **kw):
+    kw.setdefault("expected_samples", len(subs))
+    return score(bench, samples, INFO, subs, scorer, out_dir=out, model="m", seed=7, **kw)
+
+
+def test_pass_at_k_over_graded_tasks_infra_errors_apart_and_resume_retries_them(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0", "Toy/1"}, n=2)
+    flaky = ScriptedScorer(bench, {"Toy/3": Status.INFRA_ERROR})
+    res = _score(bench, samples, subs, flaky, tmp_path)
+    assert res.counts == {
+        "tasks": 4,
+        "graded_tasks": 3,
+        "dataset_tasks": 8,
+        "samples": 8,
+        "passed": 4,
+        "failed": 2,
+        "timeout": 0,
+        "error": 0,
+        "infra_error": 2,
+        "generation_error": 0,
+    }
+    assert res.metrics["pass@1"] == pytest.approx(2 / 3) and set(res.metrics) == {"pass@1", "pass@1_ci95"}
+    assert not res.complete and "2 sample(s) hit infrastructure failures" in res.incomplete_reason
+    assert res.headline.value == res.metrics["pass@1"] and res.leaderboard == "toy-arith"
+    # Resume: only the infra errors are graded again; the stored verdicts are kept.
+    again = ScriptedScorer(bench)
+    res = _score(bench, samples, subs, again, tmp_path)
+    assert sorted(again.seen) == [("Toy/3", 0), ("Toy/3", 1)]
+    assert res.complete and res.metrics["pass@1"] == 0.5
+    stored = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["sample_id"]) for r in stored] == [(s.task_id, s.sample_id) for s in subs]
+    assert json.loads((tmp_path / "results.json").read_text())["provenance"]["graded_this_session"] == 2
+
+
+def test_nothing_to_grade_keeps_the_provenance_of_the_grading_that_made_the_verdicts(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    first = _score(bench, samples, subs, ScriptedScorer(bench), tmp_path)
+    idle = ScriptedScorer(bench)
+    second = _score(bench, samples, subs, idle, tmp_path)
+    assert idle.seen == []
+    keep = ("grader", "started_at", "finished_at", "hostname")
+    assert {k: second.provenance[k] for k in keep} == {k: first.provenance[k] for k in keep}
+    assert second.provenance["graded_this_session"] == 0 and second.provenance["resumed_from_store"] == 4
+
+
+def test_missing_generations_make_the_run_incomplete_and_are_never_scored(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0", "Toy/1"})[:3]
+    res = _score(bench, samples, subs, ScriptedScorer(bench), tmp_path, expected_samples=4, generation_errors=1)
+    assert res.counts["samples"] == 3 and res.counts["generation_error"] == 1
+    assert res.metrics["pass@1"] == pytest.approx(2 / 3)  # over the tasks that have an answer
+    assert not res.complete and "1 sample(s) have no generation" in res.incomplete_reason
+
+
+class Resolving(ToyBenchmark):
+    headline_metric = "resolved"
+
+
+def test_resolved_counts_every_selected_task_in_the_denominator(toy, tmp_path):
+    _, samples = toy
+    bench = Resolving(ToyConfig(name="toy-arith", limit=4))
+    subs = _subs(samples, right={"Toy/0", "Toy/1"})
+    scorer = ScriptedScorer(bench, {"Toy/2": Status.INFRA_ERROR})
+    res = _score(bench, samples, subs, scorer, tmp_path, selected=[s.task_id for s in samples])
+    assert res.metrics["resolved"] == 0.5  # 2 of 4: the infra error counts as not resolved, and incomplete
+    assert res.headline.metric == "resolved" and "pass@1" not in res.metrics and not res.complete
+
+
+def test_reference_check_names_the_tasks_whose_reference_failed(toy):
+    bench, _ = toy
+    rows = [SampleResult("Toy/0", 0, Status.PASSED, 0.0), SampleResult("Toy/1", 0, Status.FAILED, 0.0)]
+    selected = ["Toy/0", "Toy/1", "Toy/2"]  # Toy/2 has no verdict at all
+    res = aggregate.compute(bench, rows, selected, INFO, ToyScorer.statuses, "gold", 3, 0, 1, reference=True)
+    assert res.gold_check == {"passed": 1, "total": 3, "trusted": False, "not_passed": ["Toy/1", "Toy/2"]}
+
+
+def test_a_directory_of_another_benchmark_or_dataset_is_refused(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right=set())
+    _score(bench, samples, subs, ScriptedScorer(bench), tmp_path)
+    other = INFO.model_copy(update={"sha256": "1" * 64})
+    with pytest.raises(UserInputError, match="holds results for toy-arith"):
+        score(bench, samples, other, subs, ScriptedScorer(bench), out_dir=tmp_path, model="m", seed=7,
+              expected_samples=4)  # fmt: skip
