@@ -79,7 +79,6 @@ SOLVERS = Registry("solver", "solvers", "harness.solvers")
 SCORERS = Registry("scorer", "scorers", "harness.scorers")
 BACKENDS = Registry("model backend", "model backends", "harness.backends")
 SANDBOXES = Registry("sandbox", "sandboxes", "harness.sandboxes")
-MODEL_BACKENDS = BACKENDS
 REGISTRIES = {r.plural: r for r in (BENCHMARKS, SOLVERS, SCORERS, BACKENDS, SANDBOXES)}
 
 

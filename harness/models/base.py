@@ -115,6 +115,6 @@ class ModelBackend(Protocol):
 
 def make_backend(cfg, run_dir: Path) -> ModelBackend:
     """The configured backend, imported only when used (vllm and torch are heavy)."""
-    from harness.registry import MODEL_BACKENDS
+    from harness.registry import BACKENDS
 
-    return MODEL_BACKENDS.load(cfg.backend)(cfg, run_dir)
+    return BACKENDS.load(cfg.backend)(cfg, run_dir)
