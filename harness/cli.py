@@ -119,7 +119,7 @@ def _overrides(bench_cls, flags: dict[str, object], table: dict[str, str], uses_
 def _evaluate_file(target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet):
     from pydantic import ValidationError
 
-    from harness.config import SandboxConfig, _format_error, apply_override, plugin_config
+    from harness.config import SandboxConfig, apply_override, format_error, plugin_config
     from harness.pipeline import evaluate_predictions, load_benchmark
     from harness.registry import BENCHMARKS, SCORERS
 
@@ -142,7 +142,7 @@ def _evaluate_file(target, samples, out, dataset, grading, predicting, sets, mod
     try:
         sandbox_cfg = SandboxConfig.model_validate(data["sandbox"])
     except ValidationError as e:
-        raise UserInputError(_format_error("command line", e, SandboxConfig, "sandbox")) from None
+        raise UserInputError(format_error("command line", e, SandboxConfig, "sandbox")) from None
     return evaluate_predictions(bench, samples, out, sandbox_cfg, model_name, seed, quiet)
 
 

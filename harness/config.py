@@ -181,7 +181,7 @@ class RunConfig(_Strict):
         return {"kind": v} if isinstance(v, str) else v
 
 
-def _format_error(source: str, err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+def format_error(source: str, err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
     lines = []
     for e in err.errors():
         parts = [str(p) for p in e["loc"] if not (isinstance(p, str) and p in _BACKENDS)]
@@ -268,7 +268,7 @@ def plugin_config(registry_name: str, key: str, data: Any, source: str, default:
     try:
         return cls.Config.model_validate(data)
     except ValidationError as e:
-        raise UserInputError(_format_error(source, e, cls.Config, key)) from None
+        raise UserInputError(format_error(source, e, cls.Config, key)) from None
     except ValueError as e:  # env expansion
         raise UserInputError(f"{source}: {key}: {e}") from None
 
@@ -281,7 +281,7 @@ def validate(data: dict, source: str) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise UserInputError(_format_error(source, e, RunConfig)) from None
+        raise UserInputError(format_error(source, e, RunConfig)) from None
     except ValueError as e:  # env expansion
         raise UserInputError(f"{source}: {e}") from None
 
