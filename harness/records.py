@@ -6,6 +6,7 @@ config.yaml, generations.jsonl and generation.json; store.py for samples.jsonl a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from dataclasses import dataclass, field
@@ -210,21 +211,11 @@ _GEN_FIELDS = (
 
 
 @dataclass(frozen=True)
-class GenerationRow:
-    """One line of generations.jsonl: the raw answer, what was extracted from it, or the error."""
+class GenerationRow(Generation):
+    """One line of generations.jsonl: a backend's Generation and what the benchmark kept of it."""
 
-    task_id: str
-    sample_id: int
-    raw: str | None = None
     kind: str | None = None
     code: str | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_s: float | None = None
-    seed: int | None = None
-    error: str | None = None
-    attempts: int = 1
 
     @property
     def ok(self) -> bool:
@@ -240,29 +231,15 @@ class GenerationRow:
 
     @classmethod
     def from_json(cls, row: dict) -> GenerationRow:
+        fields = {k: row.get(k) for k in _GEN_FIELDS if k != "attempts"}
         return cls(
-            task_id=row["task_id"],
-            sample_id=int(row["sample_id"]),
-            **{k: row.get(k) for k in _GEN_FIELDS[:-1]},
-            attempts=int(row.get("attempts") or 1),
+            task_id=row["task_id"], sample_id=int(row["sample_id"]), attempts=int(row.get("attempts") or 1), **fields
         )
 
     @classmethod
     def of(cls, g: Generation, answer: Answer | None) -> GenerationRow:
-        return cls(
-            g.task_id,
-            g.sample_id,
-            g.raw,
-            answer.kind if answer else None,
-            answer.code if answer else None,
-            g.finish_reason,
-            g.prompt_tokens,
-            g.completion_tokens,
-            g.latency_s,
-            g.seed,
-            g.error,
-            g.attempts,
-        )
+        kept = {"kind": answer.kind, "code": answer.code} if answer else {}
+        return cls(**dataclasses.asdict(g), **kept)
 
 
 class DatasetInfo(BaseModel):
