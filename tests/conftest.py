@@ -89,3 +89,34 @@ def tiny_model() -> str:
         [sys.executable, str(REPO / "scripts/provision_tiny_model.py")], capture_output=True, text=True, check=True
     )
     return out.stdout.strip().splitlines()[-1]
+
+
+# The settings of the tiny model for the vLLM fixtures that stay up while others start (CPU: the
+# share of RAM for the KV cache; the weights alone need more than 0.1).
+TINY_VLLM = {
+    "device": "cpu",
+    "dtype": "bfloat16",
+    "max_model_len": 2048,
+    "gpu_memory_utilization": 0.25,
+    "enforce_eager": True,
+    "enable_prefix_caching": False,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model, tmp_path_factory):
+    """One `vllm serve` of the tiny model on loopback (with the pythonic tool-call parser), shared by
+    every test that only talks to a server: started once per session, stopped at its end."""
+    from harness.config import VLLMServerModel
+    from harness.models.vllm_server import VLLMServerBackend
+
+    tool_flags = {"enable_auto_tool_choice": True, "tool_call_parser": "pythonic"}
+    srv = VLLMServerBackend(
+        VLLMServerModel(backend="vllm-server", name="tiny", model=tiny_model, engine_args=tool_flags, **TINY_VLLM),
+        tmp_path_factory.mktemp("tiny-server"),
+    )
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.close()

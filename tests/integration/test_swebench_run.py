@@ -147,10 +147,12 @@ def test_kill_9_during_grading_then_resume(local, tmp_path):
 
 
 @pytest.mark.vllm
-def test_tiny_model_generates_patches_end_to_end(local, tiny_model, tmp_path):
-    """The real tiny model on vLLM: the patch will be wrong; the point is the path."""
-    spec = yaml.safe_load((REPO / "configs/smoke-tiny.yaml").read_text())["model"]
-    spec["model"] = tiny_model
+def test_tiny_model_generates_patches_end_to_end(local, tiny_server, tmp_path):
+    """The real tiny model on the session's `vllm serve` (the vllm-server backend attached to it):
+    the patch will be wrong; the point is the path."""
+    # Attached, the backend asks the server for its served name; offline, the model id is never looked
+    # up on a hub (provenance records it as given).
+    spec = {"backend": "vllm-server", "name": "tiny", "model": "tiny", "base_url": tiny_server.base_url}
     cfg = _config(local, tmp_path, spec)
     proc = subprocess.run(
         [
@@ -168,6 +170,7 @@ def test_tiny_model_generates_patches_end_to_end(local, tiny_model, tmp_path):
         capture_output=True,
         text=True,
         timeout=900,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "res" / "tiny"
