@@ -219,8 +219,9 @@ def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
     """Load the config, pre-flight everything (nothing written before), then the run directory."""
     from harness.config import resolved_dict
     from harness.pipeline import Pipeline
-    from harness.rundir import new_run_dir
+    from harness.rundir import check_run_id, new_run_dir
 
+    check_run_id(run_id)  # before anything is loaded
     cfg = _load_for_run(config, sets, limit, resume)
     pipe = Pipeline(cfg, quiet)
     pipe.preflight(grading=grading, run_dir=resume)

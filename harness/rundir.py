@@ -26,11 +26,16 @@ GEN_PROVENANCE = "generation.json"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def check_run_id(run_id: str | None) -> None:
+    """A run id names a directory under --out; it is never a path."""
+    if run_id is not None and (not _RUN_ID.match(run_id) or run_id in (".", "..")):
+        raise UserInputError(f"--run-id {run_id!r}: a run id is a name (letters, digits, '.', '_', '-'), not a path")
+
+
 def new_run_dir(resolved_config: dict, default_id: str, out_root: Path, run_id: str | None) -> Path:
     """Create out_root/run_id holding config.yaml; an existing run there is refused (use --resume)."""
+    check_run_id(run_id)
     rid = run_id or f"{default_id}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    if run_id is not None and not _RUN_ID.match(run_id):
-        raise UserInputError(f"--run-id {run_id!r}: a run id is a name (letters, digits, '.', '_', '-'), not a path")
     run_dir = out_root / rid
     if (run_dir / CONFIG_FILE).exists():
         raise UserInputError(f"{run_dir} already holds a run; use `harness run --resume {run_dir}`")

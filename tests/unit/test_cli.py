@@ -70,3 +70,10 @@ def test_swebench_without_its_extra_is_exit_3_naming_the_install(tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "pip install 'harness[swebench]'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "a/b", ".."])
+def test_a_run_id_is_a_name_not_a_path(tmp_path, run_id):
+    proc = _harness("run", str(REPO / "configs/smoke-tiny.yaml"), "--run-id", run_id, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and f"--run-id {run_id!r}: a run id is a name" in proc.stderr, proc.stderr
+    assert not any(tmp_path.rglob("*"))
