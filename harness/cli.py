@@ -229,6 +229,7 @@ def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
         run_dir = resume
     else:
         run_dir = new_run_dir(resolved_dict(cfg), f"{cfg.model.name}-{cfg.benchmark.name}", out, run_id)
+    _resume_hint.append(f"`harness {'run' if grading else 'generate'} --resume {run_dir}`")
     return pipe, run_dir
 
 
@@ -371,14 +372,41 @@ def _spread_pairs(argv: list[str], option: str = "--compare") -> list[str]:
     return out
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM. Not a KeyboardInterrupt: typer would turn that into a silent exit 130, and not an
+    Exception, so that no `except Exception` on the way up mistakes it for a failure to retry or score."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# What the interrupted command should be re-run as; the run commands set it once their directory exists.
+_resume_hint: list[str] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    import signal
+
+    # A second Ctrl-C during clean-up gets Python's default behaviour.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise Interrupted(signum)
+
+
 def main() -> None:
     """Console entry point: HarnessError becomes a one-line message and its exit code."""
+    import signal
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         argv = sys.argv[1:]
         app(args=_spread_pairs(argv) if argv[:1] == ["report"] else argv, prog_name="harness")
     except HarnessError as e:
         _err(str(e))
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        _err("interrupted; re-run the same command to resume")
-        sys.exit(130)
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        hint = _resume_hint[-1] if _resume_hint else "re-run the same command"
+        _err(f"interrupted ({signal.Signals(signum).name}); nothing recorded is lost: {hint} to resume")
+        sys.exit(128 + signum)
