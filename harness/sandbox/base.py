@@ -152,6 +152,7 @@ class Sandbox(ABC):
     """A kind of sandbox: starts isolated runner instances and describes itself for provenance."""
 
     kind: str = "?"
+    owner: str = ""  # the run directory graded for (set by make_sandbox); docker names and labels containers by it
 
     def __init__(self, workers: int, limits: Limits | None = None) -> None:
         self.workers = max(1, workers)

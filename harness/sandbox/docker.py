@@ -5,15 +5,22 @@ network, a read-only root, a tmpfs /tmp, memory / pids / cpu limits, every capab
 no-new-privileges and uid 65534. The runner connects back to the harness over a unix socket (a
 per-container directory mounted read-only), so job traffic does not pass through dockerd, and a job
 costs a fork inside the container, not a `docker run` (~0.25 s) or a `docker exec` (~0.07 s).
+
+Containers are named `harness-<run>-<pid>-w<N>` (N counts the containers this process started, so a
+replacement gets a new name) and labelled with their owner (prune.Owner): a starting pool removes
+the containers of owners that are gone, never those of live runs.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 import select
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +28,10 @@ from typing import Any
 from harness.errors import EnvironmentNotReady, SandboxDied
 from harness.sandbox.base import Channel, Instance, Limits, Sandbox, runner_command
 from harness.sandbox.image import image_tag
+from harness.sandbox.prune import SANDBOX_LABEL, Owner, container_name, sweep
 
-LABEL = "org.harness.sandbox"
+LABEL = SANDBOX_LABEL
+_SERIAL = itertools.count(1)  # per process: with the pid, makes container names unique on a host
 
 
 def docker_client(timeout: int = 60) -> Any:
@@ -103,6 +112,7 @@ class DockerSandbox(Sandbox):
         self._client: Any = None
         self._image_id = ""
         self._session = f"{os.getpid()}-{time.time_ns()}"
+        self._swept = threading.Event()
 
     @property
     def client(self) -> Any:
@@ -122,8 +132,32 @@ class DockerSandbox(Sandbox):
             ) from None
         self._image_id = img.id
 
+    def _sweep_gone_owners(self) -> None:
+        """Once per pool: remove pool containers whose owner is gone (a killed run's leftovers)."""
+        if self._swept.is_set():
+            return
+        self._swept.set()  # two workers may both get here; a second sweep finds nothing to do
+        try:
+            sweep(self.client, {"label": LABEL})
+        except Exception:
+            pass  # best effort: leftovers never stop grading, and `harness sandbox prune` reports them
+
+    def _create(self, api: Any, owner: Owner, **kwargs: Any) -> str:
+        """Create the container under a readable name; on a name clash (a stale container of a reused
+        pid) under that name with a random suffix."""
+        import docker.errors
+
+        name = container_name(owner.run, owner.pid, next(_SERIAL))
+        try:
+            return api.create_container(name=name, **kwargs)["Id"]
+        except docker.errors.APIError as e:
+            if e.status_code != 409:
+                raise
+        return api.create_container(name=f"{name}-{secrets.token_hex(3)}", **kwargs)["Id"]
+
     def start_instance(self) -> Instance:
-        lim = self.limits
+        self._sweep_gone_owners()
+        lim, owner = self.limits, Owner.current(self.owner)
         api = self.client.api
         host_config = api.create_host_config(
             network_mode="none",
@@ -151,8 +185,10 @@ class DockerSandbox(Sandbox):
             os.chmod(sock_path, 0o777)
             listener.listen(1)
             host_config["Binds"] = [f"{sock_dir}:/run/harness:ro"]
-            created = api.create_container(
-                self.image,
+            cid = self._create(
+                api,
+                owner,
+                image=self.image,
                 command=runner_command("python3"),
                 user="65534:65534",
                 working_dir="/tmp",
@@ -166,10 +202,9 @@ class DockerSandbox(Sandbox):
                     "HOME": "/tmp",
                     "HARNESS_SOCKET": "/run/harness/runner.sock",
                 },
-                labels={LABEL: self._session},
+                labels={LABEL: self._session, **owner.labels()},
                 host_config=host_config,
             )
-            cid = created["Id"]
             api.start(cid)
             conn = self._accept(listener, cid, deadline=time.monotonic() + 60)
         except Exception as e:

@@ -28,7 +28,8 @@ class ExecScorer(Scorer):
         from harness.sandbox import make_sandbox
         from harness.sandbox.base import Limits
 
-        return make_sandbox(self.sandbox_cfg.kind, workers, Limits(memory_mb=self.sandbox_cfg.memory_mb))
+        limits = Limits(memory_mb=self.sandbox_cfg.memory_mb)
+        return make_sandbox(self.sandbox_cfg.kind, workers, limits, owner=self.out_dir)
 
     def check(self) -> None:
         self._sandbox(1)

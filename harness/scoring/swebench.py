@@ -181,8 +181,12 @@ class SWEBenchScorer(Scorer):
     def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result: OnResult) -> dict:
         from swebench.harness import run_evaluation as rv
 
+        from harness.sandbox.prune import LabellingClient, Owner
+
         self.check()
-        client = self._docker()
+        # The grader's containers carry this run's owner labels, so that prune and sweeps can tell them apart.
+        client = LabellingClient(self._docker(), Owner.current(self.out_dir).labels())
+        _sweep(client, self.out_dir)
         free = _docker_root_free_gb(client)
         log_root = self.out_dir / "logs"
         rv.RUN_EVALUATION_LOG_DIR = log_root  # the package's logs go into the run directory
@@ -212,7 +216,7 @@ class SWEBenchScorer(Scorer):
                 list(pool.map(work, todo))
         finally:
             progress.close()
-            _sweep(client, [f"sweb.eval.{s.task_id.lower()}.{s.sha256[:16]}" for _, s in todo])
+            _sweep(client, self.out_dir)
         return {
             "grader": self.settings(),
             "disk": {
@@ -235,16 +239,16 @@ def require_swebench() -> None:
         ) from None
 
 
-def _sweep(client, names: list[str]) -> None:
-    """Remove this run's containers that a killed earlier session may have left (the official harness
-    removes its own; a container whose creation was in flight at kill -9 is nobody's)."""
-    wanted = set(names)
+def _sweep(client, run_dir: Path) -> None:
+    """Remove grader containers left by harness processes that are gone (a killed session's, whose
+    creation was in flight at kill -9), and this process's own leftovers of this run. Never those of a
+    live run, nor unlabelled ones (an older harness's or a hand-run grader's: whose they are is unknown)."""
+    from harness.sandbox.prune import SWEBENCH_PREFIX, sweep
+
     try:
-        for c in client.containers.list(all=True, filters={"name": "sweb.eval."}):
-            if c.name in wanted:
-                c.remove(force=True)
+        sweep(client, {"name": SWEBENCH_PREFIX}, run_dir)
     except Exception:
-        pass
+        pass  # best effort: leftovers never fail grading
 
 
 def _swebench_version() -> str:
