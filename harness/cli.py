@@ -59,6 +59,9 @@ def evaluate(
     gold: bool = typer.Option(False, "--gold", help="Grade the dataset's reference solutions (checks the set-up)."),
     instance_ids: list[str] = typer.Option([], "--instance-id", help="Only these task / instance ids."),
     images: str = typer.Option(None, "--images", help="keep | remove instance images after use (where used)."),
+    regrade: bool = typer.Option(
+        False, "--regrade", help="Discard the directory's verdicts and grade every sample again (other settings)."
+    ),
 ) -> None:
     """Grade a predictions file produced by anyone (or a run directory's generations), with resume."""
     import time
@@ -85,14 +88,16 @@ def evaluate(
         ]
         if given or gold:
             raise UserInputError(f"{', '.join(given or ['--gold'])}: not for a run directory (its config.yaml decides)")
-        results, out = _evaluate_run_dir(Path(target), grading, sets, quiet), Path(target)
+        results, out = _evaluate_run_dir(Path(target), grading, sets, quiet, regrade), Path(target)
     else:
         if out is None or (samples is None) == (not gold):
             raise UserInputError(
                 f"usage: harness evaluate BENCHMARK PREDICTIONS --out DIR (or --gold instead of PREDICTIONS), "
                 f"or harness evaluate RUN_DIR (got {target!r})"
             )
-        results = _evaluate_file(target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet)
+        results = _evaluate_file(
+            target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet, regrade
+        )
     _finish(results, time.monotonic() - t0, out, quiet, allow_incomplete)
 
 
@@ -116,7 +121,7 @@ def _overrides(bench_cls, flags: dict[str, object], table: dict[str, str], uses_
     return out
 
 
-def _evaluate_file(target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet):
+def _evaluate_file(target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet, regrade):
     from pydantic import ValidationError
 
     from harness.config import SandboxConfig, apply_override, format_error, plugin_config
@@ -143,10 +148,10 @@ def _evaluate_file(target, samples, out, dataset, grading, predicting, sets, mod
         sandbox_cfg = SandboxConfig.model_validate(data["sandbox"])
     except ValidationError as e:
         raise UserInputError(format_error("command line", e, SandboxConfig, "sandbox")) from None
-    return evaluate_predictions(bench, samples, out, sandbox_cfg, model_name, seed, quiet)
+    return evaluate_predictions(bench, samples, out, sandbox_cfg, model_name, seed, quiet, regrade)
 
 
-def _evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool):
+def _evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool, regrade: bool):
     from harness.config import load_config
     from harness.pipeline import Pipeline
     from harness.registry import BENCHMARKS, SCORERS
@@ -156,7 +161,7 @@ def _evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool
     name = load_config(path).benchmark.name
     bench_cls = BENCHMARKS.load(name)
     overrides = _overrides(bench_cls, grading, GRADING_FLAGS, SCORERS.load(bench_cls.scorer).uses_sandbox)
-    return Pipeline(load_config(path, [*overrides, *sets]), quiet).evaluate(run_dir)
+    return Pipeline(load_config(path, [*overrides, *sets]), quiet).evaluate(run_dir, regrade)
 
 
 def _finish(results, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from harness import metrics, provenance
 from harness.config import PluginConfig, RunConfig, SandboxConfig
 from harness.errors import UserInputError
+from harness.manifest import GradingManifest, check_same, legacy_manifest, read_manifest
 from harness.records import DatasetInfo, Results, Sample, Submission
 from harness.registry import BENCHMARKS, SCORERS, SOLVERS
 from harness.rundir import CONFIG_FILE, read_generation_provenance, read_generations
@@ -73,7 +74,7 @@ class Pipeline:
         check_disk(run_dir)
         return self.solver.solve(self.bench, self.samples[0], run_dir, self.quiet)
 
-    def evaluate(self, run_dir: Path) -> Results:
+    def evaluate(self, run_dir: Path, regrade: bool = False) -> Results:
         """Grade the stored answers; samples without an answer make the run incomplete (never scored)."""
         samples, info = self.samples
         gens = read_generations(run_dir)
@@ -102,25 +103,25 @@ class Pipeline:
             expected_samples=len(samples) * self.cfg.sampling.n,
             generation_errors=gen_errors,
             selected=[s.task_id for s in samples],
+            source={"kind": "run", "config_sha256": sha256_file(run_dir / CONFIG_FILE)},
             extra_provenance={
                 "model": gen_prov,
                 "config_sha256": sha256_file(run_dir / CONFIG_FILE),
                 "run_dir": str(run_dir),
             },
+            regrade=regrade,
         )
 
 
-def check_run_dir(out_dir: Path, benchmark: str, dataset_sha: str) -> Results | None:
-    """Refuse a directory that holds results of another benchmark or dataset file; returns the old results."""
-    old = read_results(out_dir)
-    if old is None:
-        return None
-    old_sha = old.dataset.get("sha256")
-    if old.benchmark != benchmark or (old_sha and old_sha != dataset_sha):
+def _recorded(out_dir: Path, new: GradingManifest) -> tuple[GradingManifest | None, Results | None]:
+    """What out_dir's verdicts were graded as (grading.json, else an older results.json), and its results."""
+    if new.source["kind"] != "run" and (out_dir / CONFIG_FILE).is_file():
         raise UserInputError(
-            f"{out_dir} holds results for {old.benchmark} (dataset sha256 {old_sha}); use another --out for {benchmark}"
+            f"{out_dir} is the run directory of a `harness run` (it has config.yaml) and holds that run's verdicts; "
+            "grade other predictions into another --out"
         )
-    return old
+    old = read_results(out_dir)
+    return read_manifest(out_dir) or legacy_manifest(old, out_dir, list(new.settings)), old
 
 
 def score(
@@ -134,32 +135,43 @@ def score(
     model: str,
     seed: int,
     expected_samples: int,
+    source: dict,
     generation_errors: int = 0,
     selected: Sequence[str] | None = None,
     extra_provenance: dict | None = None,
     reference: bool = False,
+    regrade: bool = False,
 ) -> Results:
-    """Grade the submissions without a final verdict in out_dir, then write samples.jsonl and results.json."""
-    started = provenance.now_iso()
-    t0 = time.monotonic()
-    old = check_run_dir(out_dir, bench.name, info.sha256)
+    """Grade the submissions without a final verdict in out_dir, then write samples.jsonl and results.json.
+
+    `source` names the input (see harness/manifest.py); a directory holding another input's verdicts,
+    or verdicts graded with other settings, is refused before anything is written (`regrade` discards
+    the old verdicts instead when only the settings differ)."""
+    new = GradingManifest(
+        benchmark=bench.name, dataset_sha256=info.sha256, source=source, settings=scorer.verdict_settings()
+    )
+    recorded, old = _recorded(out_dir, new)
+    if recorded is not None:
+        check_same(out_dir, recorded, new, settings=not regrade)
     by_id = {s.task_id: s for s in samples}
     if selected is None:
         selected = list(dict.fromkeys(s.task_id for s in submissions))
     with RunStore(out_dir) as store:
+        if regrade:
+            store.discard_verdicts()
+            recorded = old = None
+        manifest = new
+        if recorded is not None:
+            manifest = recorded.model_copy(update={"settings": {**new.settings, **recorded.settings}})
         final = {k: v for k, v in store.graded().items() if is_final(v)}
         todo = [(by_id[s.task_id], s) for s in submissions if s.key not in final]
-        session: dict = {}
         if todo:
-
-            def on_result(res) -> None:
-                store.append(res)
-                final[res.key] = res
-
-            try:
-                session = scorer.grade(todo, on_result)
-            finally:
-                scorer.close()
+            session = _grade(store, scorer, todo, final, manifest)
+            prov = {**session, "grading_sessions": manifest.sessions, **(extra_provenance or {})}
+        elif old is not None and old.provenance:
+            prov = dict(old.provenance)  # nothing graded now: the verdicts' provenance is the earlier session's
+        else:
+            prov = {"scorer": bench.scorer, "grading_sessions": manifest.sessions, **(extra_provenance or {})}
         rows = [final[s.key] for s in submissions if s.key in final]
         store.finalize_samples(rows)
         results = aggregate.compute(
@@ -174,24 +186,41 @@ def score(
             seed,
             reference,
         )
-        counts = {"graded_this_session": len(todo), "resumed_from_store": len(submissions) - len(todo)}
-        bootstrap = {"bootstrap": {"seed": seed, "resamples": metrics.BOOTSTRAP_RESAMPLES}}
-        if not todo and old is not None and old.provenance:
-            # Nothing was graded now: the verdicts are the earlier session's, and so is their provenance.
-            results.provenance = {**old.provenance, **bootstrap, **counts}
-        else:
-            results.provenance = {
-                **provenance.host(),
-                **(session or {"scorer": bench.scorer, "note": "nothing to grade", **scorer.settings()}),
-                **bootstrap,
-                **counts,
-                "started_at": started,
-                "finished_at": provenance.now_iso(),
-                "wall_time_s": round(time.monotonic() - t0, 3),
-                **(extra_provenance or {}),
-            }
+        results.provenance = {
+            **prov,
+            "bootstrap": {"seed": seed, "resamples": metrics.BOOTSTRAP_RESAMPLES},
+            "graded_this_session": len(todo),
+            "resumed_from_store": len(submissions) - len(todo),
+        }
         aggregate.write(store, results)
     return results
+
+
+def _grade(store: RunStore, scorer: Scorer, todo: list, final: dict, manifest: GradingManifest) -> dict:
+    """One grading session: verdicts appended as they arrive; the session recorded in grading.json
+    before the first verdict and completed after the last (or on interruption)."""
+    t0 = time.monotonic()
+    session: dict = {**provenance.host(), "started_at": provenance.now_iso(), "settings": scorer.settings()}
+    record = {"graded": 0, "finished_at": None}
+    manifest.sessions.append({**session, **record})
+    store.write_manifest(manifest)
+
+    def on_result(res) -> None:
+        store.append(res)
+        final[res.key] = res
+        record["graded"] += 1
+
+    grader: dict = {}
+    try:
+        grader = scorer.grade(todo, on_result)
+    finally:
+        scorer.close()
+        record.update(finished_at=provenance.now_iso(), wall_time_s=round(time.monotonic() - t0, 3))
+        if record["graded"] < len(todo):
+            record["unfinished"] = len(todo) - record["graded"]
+        manifest.sessions[-1] = {**session, **record, **({"grader": grader} if grader else {})}
+        store.write_manifest(manifest)
+    return {**session, **scorer.settings(), **grader, **record}
 
 
 def evaluate_predictions(
@@ -202,6 +231,7 @@ def evaluate_predictions(
     model_name: str | None,
     seed: int,
     quiet: bool,
+    regrade: bool = False,
 ) -> Results:
     """Grade a predictions file made by any tool (or, with path None, the dataset's reference solutions)."""
     samples, info = bench.load()
@@ -224,10 +254,12 @@ def evaluate_predictions(
         model=model,
         seed=seed,
         expected_samples=len(subs),
+        source={"kind": "reference"} if path is None else {"kind": "predictions", "sha256": sha, "path": str(path)},
         extra_provenance={
             "predictions_file": str(path) if path else "gold",
             "predictions_sha256": sha,
             "limit": bench.cfg.limit,
         },
         reference=path is None,
+        regrade=regrade,
     )

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness.errors import UserInputError
 from harness.records import Results, SampleResult, Status
@@ -179,6 +179,16 @@ class RunStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+    def discard_verdicts(self) -> None:
+        """Empty samples.jsonl and remove results.json and grading.json: a re-grade starts from nothing."""
+        self.finalize_samples([])
+        for name in (self.RESULTS, "grading.json"):
+            (self.root / name).unlink(missing_ok=True)
+
+    def write_manifest(self, manifest: BaseModel) -> None:
+        """The only write of grading.json (harness/manifest.py reads it)."""
+        write_json_atomic(self.root / "grading.json", manifest.model_dump(mode="json"))
 
     def write_results(self, results: Results) -> None:
         """The only write of results.json (called by scoring.aggregate)."""

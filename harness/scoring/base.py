@@ -43,9 +43,16 @@ class Scorer(ABC):
     def check(self) -> None:  # noqa: B027 - optional hook
         """Pre-flight: raise EnvironmentNotReady (with the fixing command) if grading cannot run here."""
 
+    # settings() keys that decide how fast grading runs, not what it finds.
+    run_only_settings: ClassVar[tuple[str, ...]] = ("workers", "max_workers", "images")
+
     def settings(self) -> dict:
-        """The settings that decide verdicts, recorded in provenance."""
+        """The grading settings, recorded in provenance."""
         return {}
+
+    def verdict_settings(self) -> dict:
+        """The settings that can change a verdict: a run directory's verdicts all share them."""
+        return {k: v for k, v in self.settings().items() if k not in self.run_only_settings}
 
     @abstractmethod
     def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result: OnResult) -> dict:

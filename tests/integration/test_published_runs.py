@@ -40,6 +40,17 @@ def test_published_runs_evaluate_resume_and_report_unchanged(tmp_path):
         assert proc.returncode == 0, proc.stderr
         new = json.loads((run / "results.json").read_text())
         assert new["metrics"] == old["metrics"] and new["provenance"]["graded_this_session"] == 0
+        # Nothing was graded: the provenance is still that of the grading that made the verdicts.
+        session = ("graded_this_session", "resumed_from_store")
+        assert {k: v for k, v in new["provenance"].items() if k not in session} == {
+            k: v for k, v in old["provenance"].items() if k not in session
+        }
+        # Another timeout would mix verdicts of two gradings: refused before anything is written.
+        written = (run / "results.json").read_bytes()
+        other = _harness("evaluate", str(run), "--timeout", "10", "--quiet")
+        was = old["provenance"]["timeout_s"]
+        assert other.returncode == 2 and f"timeout_s {was!r} -> 10.0" in other.stderr, other.stderr
+        assert (run / "results.json").read_bytes() == written and not (run / "grading.json").exists()
         assert new["headline"] == {"metric": "pass@1", "value": old["metrics"]["pass@1"]}
         assert new["leaderboard"] == old["benchmark"]
         assert _verdicts(run) == _verdicts(PUBLISHED / run.name)
@@ -54,6 +65,12 @@ def test_published_runs_evaluate_resume_and_report_unchanged(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads((fresh / "results.json").read_text())["provenance"]["graded_this_session"] == 164
     assert _verdicts(fresh) == _verdicts(PUBLISHED / fresh.name)
+    # --regrade grades every sample again with the other setting, and provenance says so.
+    proc = _harness("evaluate", str(fresh), "--timeout", "10", "--regrade", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    prov = json.loads((fresh / "results.json").read_text())["provenance"]
+    assert prov["graded_this_session"] == 164 and prov["timeout_s"] == 10.0
+    assert [(s["graded"], s["settings"]["timeout_s"]) for s in prov["grading_sessions"]] == [(164, 10.0)]
 
     # The report over the re-evaluated copies shows the published runs' figures.
     site_old, site_new = tmp_path / "site-old", tmp_path / "site-new"

@@ -12,6 +12,7 @@ from harness.errors import UserInputError
 from harness.pipeline import score
 from harness.records import DatasetInfo, Sample, SampleResult, Status, Submission
 from harness.scoring import aggregate
+from tests.conftest import tree_digest
 from tests.plugins.toy_benchmark import ToyBenchmark, ToyConfig, ToyScorer
 
 INFO = DatasetInfo(name="toy-arith", version="1", sha256="0" * 64, tasks=8)
@@ -50,8 +51,12 @@ def _subs(samples, right: set[str], n: int = 1) -> list[Submission]:
     ]
 
 
+SOURCE = {"kind": "predictions", "sha256": "a" * 64, "path": "toy.jsonl"}
+
+
 def _score(bench, samples, subs, scorer, out, **kw):
     kw.setdefault("expected_samples", len(subs))
+    kw.setdefault("source", SOURCE)
     return score(bench, samples, INFO, subs, scorer, out_dir=out, model="m", seed=7, **kw)
 
 
@@ -133,6 +138,79 @@ def test_a_directory_of_another_benchmark_or_dataset_is_refused(toy, tmp_path):
     subs = _subs(samples, right=set())
     _score(bench, samples, subs, ScriptedScorer(bench), tmp_path)
     other = INFO.model_copy(update={"sha256": "1" * 64})
-    with pytest.raises(UserInputError, match="holds results for toy-arith"):
+    with pytest.raises(UserInputError, match="holds verdicts for toy-arith"):
         score(bench, samples, other, subs, ScriptedScorer(bench), out_dir=tmp_path, model="m", seed=7,
-              expected_samples=4)  # fmt: skip
+              expected_samples=4, source=SOURCE)  # fmt: skip
+
+
+class Timed(ScriptedScorer):
+    """A scorer with a verdict setting (its timeout) and a run-only one (workers)."""
+
+    def __init__(self, bench, timeout_s: float, workers: int = 2, **kw) -> None:
+        super().__init__(bench, **kw)
+        self.timeout_s, self.workers = timeout_s, workers
+
+    def settings(self) -> dict:
+        return {"timeout_s": self.timeout_s, "workers": self.workers}
+
+
+def test_other_verdict_settings_are_refused_unless_regraded(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    flaky = Timed(bench, 1.0, statuses={"Toy/3": Status.INFRA_ERROR})
+    _score(bench, samples, subs, flaky, tmp_path)
+    before = tree_digest(tmp_path)
+    # The infra error would be re-graded with another timeout: refused, naming the setting, nothing written.
+    other = Timed(bench, 10.0)
+    with pytest.raises(UserInputError, match=r"timeout_s 1\.0 -> 10\.0.*--regrade"):
+        _score(bench, samples, subs, other, tmp_path)
+    assert other.seen == [] and tree_digest(tmp_path) == before
+    # Workers do not change verdicts: resuming with other workers grades the rest.
+    res = _score(bench, samples, subs, Timed(bench, 1.0, workers=7), tmp_path)
+    assert res.complete and res.provenance["graded_this_session"] == 1
+    assert [s["graded"] for s in res.provenance["grading_sessions"]] == [4, 1]
+    assert [s["settings"]["workers"] for s in res.provenance["grading_sessions"]] == [2, 7]
+    # --regrade: every sample graded again with the new setting; the old sessions are gone with the verdicts.
+    regraded = Timed(bench, 10.0)
+    res = _score(bench, samples, subs, regraded, tmp_path, regrade=True)
+    assert len(regraded.seen) == 4 and res.provenance["timeout_s"] == 10.0
+    assert [s["settings"]["timeout_s"] for s in res.provenance["grading_sessions"]] == [10.0]
+
+
+def test_a_directory_holds_one_input(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    _score(bench, samples, subs, ScriptedScorer(bench), tmp_path / "a")
+    before = tree_digest(tmp_path / "a")
+    other = {**SOURCE, "sha256": "b" * 64, "path": "other.jsonl"}
+    for src in (other, {"kind": "reference"}):
+        with pytest.raises(UserInputError, match=r"holds the verdicts of the predictions file toy\.jsonl"):
+            _score(bench, samples, subs, ScriptedScorer(bench), tmp_path / "a", source=src)
+        with pytest.raises(UserInputError, match=r"holds the verdicts of the predictions file toy\.jsonl"):
+            _score(bench, samples, subs, ScriptedScorer(bench), tmp_path / "a", source=src, regrade=True)
+    assert tree_digest(tmp_path / "a") == before
+    # A `harness run` directory (config.yaml) takes no predictions file, even before it has verdicts.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("model: {}\n")
+    with pytest.raises(UserInputError, match="run directory of a `harness run`"):
+        _score(bench, samples, subs, ScriptedScorer(bench), run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
+
+
+class Interrupting(ScriptedScorer):
+    def grade(self, todo, on_result) -> dict:
+        super().grade(todo[:2], on_result)
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_session_is_recorded_and_resume_adds_one(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    with pytest.raises(KeyboardInterrupt):
+        _score(bench, samples, subs, Interrupting(bench), tmp_path)
+    record = json.loads((tmp_path / "grading.json").read_text())
+    assert [(s["graded"], s["unfinished"]) for s in record["sessions"]] == [(2, 2)]
+    assert record["source"] == SOURCE and record["sessions"][0]["finished_at"]
+    res = _score(bench, samples, subs, ScriptedScorer(bench), tmp_path)
+    assert [s["graded"] for s in res.provenance["grading_sessions"]] == [2, 2] and res.complete
