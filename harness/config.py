@@ -1,7 +1,8 @@
 """Run configuration: YAML validated by pydantic (extra="forbid"), CLI overrides, env expansion.
 
 Errors name the file, the key path, the bad value and what is allowed. `${VAR}` is expanded
-only in fields marked for it (URLs and paths); secrets are never values, only `*_env` names.
+only in fields marked for it (URLs and paths); secrets are never values, only `*_env` names, and
+credentials in a URL come from `${VAR}` (config.yaml keeps the reference, see resolved_dict).
 """
 
 from __future__ import annotations
@@ -19,17 +20,26 @@ from harness.errors import UserInputError
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+class EnvExpanded(str):
+    """A value with ${VAR} expanded; `template` is what the config said. resolved_dict writes the
+    template instead of the value when the value carries credentials from the environment."""
+
+    template: str
+
+
 def expand_env(value: str | None) -> str | None:
     """Expand ${VAR} (only called for fields meant for it); an unset variable is an error."""
-    if value is None:
-        return None
+    if value is None or not _ENV_RE.search(value):
+        return value
 
     def sub(m: re.Match[str]) -> str:
         if m.group(1) not in os.environ:
             raise ValueError(f"environment variable {m.group(1)} is not set")
         return os.environ[m.group(1)]
 
-    return _ENV_RE.sub(sub, value)
+    out = EnvExpanded(_ENV_RE.sub(sub, value))
+    out.template = getattr(value, "template", value)
+    return out
 
 
 class _Strict(BaseModel):
@@ -287,5 +297,37 @@ def validate(data: dict, source: str) -> RunConfig:
 
 
 def resolved_dict(cfg: RunConfig) -> dict:
-    """The config as written to the run directory (no secrets: keys are only ever env names)."""
-    return cfg.model_dump(mode="json")
+    """The config as written to the run directory, with no secrets: keys are only ever env names, and a
+    URL whose credentials came from ${VAR} is written as the reference (resume expands it again).
+    Credentials written into the config itself are refused (UserInputError): config.yaml would keep them."""
+    data = cfg.model_dump(mode="json")
+    _keep_credentials_out(cfg, data, "")
+    return data
+
+
+def _keep_credentials_out(value: Any, dumped: Any, where: str) -> Any:
+    """`dumped` (value's JSON form) with expanded credentials put back as their ${VAR} template."""
+    from harness.redact import has_credentials
+
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        for name in type(value).model_fields:
+            if name in dumped:
+                dumped[name] = _keep_credentials_out(getattr(value, name), dumped[name], f"{where}.{name}".lstrip("."))
+    elif isinstance(value, dict) and isinstance(dumped, dict):
+        for k in dumped:
+            dumped[k] = _keep_credentials_out(value.get(k), dumped[k], f"{where}.{k}")
+    elif isinstance(value, (list, tuple)) and isinstance(dumped, list):
+        items = list(value)
+        dumped[:] = [
+            _keep_credentials_out(items[i] if i < len(items) else None, d, f"{where}[{i}]")
+            for i, d in enumerate(dumped)
+        ]
+    elif isinstance(dumped, str) and has_credentials(dumped):
+        template = getattr(value, "template", None)
+        if template is not None and not has_credentials(template):
+            return template
+        raise UserInputError(
+            f"{where}: a URL with credentials in it (user:password@) would be written to the run directory's "
+            "config.yaml; put the URL in an environment variable and write ${VAR} (e.g. base_url: ${BASE_URL})"
+        )
+    return dumped

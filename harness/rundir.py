@@ -18,6 +18,7 @@ import yaml
 
 from harness.errors import UserInputError
 from harness.records import GenerationRow
+from harness.redact import has_credentials, redact_data, redact_text
 from harness.store import read_jsonl_tolerant, repair_tail, write_json_atomic
 
 CONFIG_FILE = "config.yaml"
@@ -33,14 +34,18 @@ def check_run_id(run_id: str | None) -> None:
 
 
 def new_run_dir(resolved_config: dict, default_id: str, out_root: Path, run_id: str | None) -> Path:
-    """Create out_root/run_id holding config.yaml; an existing run there is refused (use --resume)."""
+    """Create out_root/run_id holding config.yaml; an existing run there is refused (use --resume).
+    `resolved_config` comes from config.resolved_dict: URL credentials only as ${VAR} references."""
     check_run_id(run_id)
+    text = yaml.safe_dump(resolved_config, sort_keys=False)
+    if has_credentials(text):  # resolved_dict refuses these first; nothing may write them here either
+        raise UserInputError("the resolved config holds URL credentials; they must come from ${VAR}")
     rid = run_id or f"{default_id}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = out_root / rid
     if (run_dir / CONFIG_FILE).exists():
         raise UserInputError(f"{run_dir} already holds a run; use `harness run --resume {run_dir}`")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved_config, sort_keys=False))
+    (run_dir / CONFIG_FILE).write_text(text)
     return run_dir
 
 
@@ -79,7 +84,11 @@ class GenerationWriter:
 
     def write(self, rows: list[GenerationRow]) -> None:
         for r in rows:
-            self.f.write(json.dumps(r.to_json()) + "\n")
+            row = r.to_json()
+            if row.get("error"):
+                # Backends mask their own key; this catches credential headers and URLs any backend echoes.
+                row["error"] = redact_text(row["error"])
+            self.f.write(json.dumps(row) + "\n")
         self.f.flush()
         os.fsync(self.f.fileno())
 
@@ -99,4 +108,5 @@ def read_generation_provenance(run_dir: Path) -> dict[str, Any]:
 
 
 def write_generation_provenance(run_dir: Path, data: dict[str, Any]) -> None:
-    write_json_atomic(run_dir / GEN_PROVENANCE, data)
+    """generation.json, with URL credentials and credential headers masked wherever a backend put them."""
+    write_json_atomic(run_dir / GEN_PROVENANCE, redact_data(data))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import OpenAIModel, SamplingConfig
-from harness.errors import UserInputError
+from harness.errors import EnvironmentNotReady, UserInputError
 from harness.models.base import (
     ChatTurn,
     ContextOverflow,
@@ -36,6 +36,7 @@ from harness.models.base import (
     request_seed,
 )
 from harness.records import Generation, Prompt
+from harness.redact import backend_secrets, redact_text, redact_url
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
@@ -163,6 +164,8 @@ class OpenAIBackend:
         self._chat_loop: asyncio.AbstractEventLoop | None = None
         self._chat_thread: threading.Thread | None = None
         self._chat_state: tuple[asyncio.Semaphore, _RateLimiter, Any] | None = None
+        # Masked in every error text kept: endpoints echo request headers (the key) and URLs.
+        self._secrets = backend_secrets(cfg.base_url, cfg.api_key_env)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def api_key(self) -> str | None:
@@ -176,13 +179,31 @@ class OpenAIBackend:
                 f"model.api_key_env: the variable {self.cfg.api_key_env} is not set; export it with the endpoint's key"
             )
         if not self.cfg.base_url.startswith(("http://", "https://")):
-            raise UserInputError(f"model.base_url: expected an http(s) URL, got {self.cfg.base_url!r}")
+            raise UserInputError(f"model.base_url: expected an http(s) URL, got {redact_url(self.cfg.base_url)!r}")
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        """One GET before anything is written, so that an endpoint refusing connections (or a host that
+        does not resolve) fails now with its reason, not as one generation error per sample after the
+        retries. Any HTTP answer (401, 404...) or a timeout passes: the requests themselves will tell."""
+        import httpx
+
+        url = self.cfg.base_url.rstrip("/") + "/models"
+        try:
+            httpx.get(url, timeout=min(self.cfg.request_timeout_s, 10.0))
+        except httpx.ConnectError as e:
+            raise EnvironmentNotReady(
+                f"model.base_url: cannot connect to {redact_url(self.cfg.base_url)} ({self._redact(str(e))}); "
+                "start the endpoint or correct the URL, then run again"
+            ) from None
+        except httpx.HTTPError:
+            pass
 
     def provenance(self) -> dict:
         """The endpoint, the client settings and what the client did."""
         return {
             "backend": "openai",
-            "base_url": self.cfg.base_url,
+            "base_url": redact_url(self.cfg.base_url),
             "model_id": self.cfg.model,
             "api": self.cfg.api,
             "max_concurrency": self.cfg.max_concurrency,
@@ -218,6 +239,10 @@ class OpenAIBackend:
             timeout=httpx.Timeout(self.cfg.request_timeout_s),
         )
 
+    def _redact(self, text: str) -> str:
+        """Error text as it may be kept: the key, URL credentials and echoed auth headers masked."""
+        return redact_text(text, self._secrets)
+
     def _count(self, key: str, n: int = 1) -> None:
         with self._stats_lock:
             self.stats[key] += n
@@ -249,13 +274,14 @@ class OpenAIBackend:
             try:
                 resp = await client.post(path, json=body)
                 if resp.status_code in RETRY_STATUS:
-                    last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    # Masked before it is cut short: a cut could leave part of a key that no longer matches.
+                    last_error = f"HTTP {resp.status_code}: {self._redact(resp.text)[:200]}"
                     delay = _retry_after(resp.headers)
                 elif resp.status_code >= 400:
                     # 400/401/403/404: retrying cannot help; say so plainly.
                     self._count("errors")
                     limiter.settle(est, 0)
-                    error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    error = f"HTTP {resp.status_code}: {self._redact(resp.text)[:300]}"
                     return _Outcome(attempts=attempt, error=error, status=resp.status_code, body=resp.text)
                 else:
                     data = resp.json()
@@ -267,7 +293,7 @@ class OpenAIBackend:
                     limiter.settle(est, (pt or 0) + (ct or 0) if usage else None)
                     return _Outcome(value, attempt, round(latency, 4), usage)
             except (httpx.TransportError, _Malformed, ValueError) as e:  # ValueError: body is not JSON
-                last_error = f"{type(e).__name__}: {e}"[:300]
+                last_error = self._redact(f"{type(e).__name__}: {e}")[:300]
             finally:
                 self._leave()
             if attempt < self.cfg.max_attempts:

@@ -28,6 +28,7 @@ from harness.models.openai_api import OpenAIBackend
 from harness.models.preflight import check_vllm
 from harness.models.vllm_engine import ENGINE_FIELDS, model_fingerprint, software_versions
 from harness.records import Prompt
+from harness.redact import redact_url
 
 BOOL_FLAGS = ("enforce_eager", "trust_remote_code")
 # The engine's settings as `vllm serve` flags; booleans and prefix caching are spelled differently.
@@ -173,7 +174,7 @@ class VLLMServerBackend:
             "model_id": c.model,
             **model_fingerprint(c.model, c.revision),
             **self.facts,
-            "base_url": self.base_url,
+            "base_url": redact_url(self.base_url),  # an attached server's URL may carry credentials
             "started_server": self.cfg.base_url is None,
             "startup_s": self.startup_s,
             "parallel": {

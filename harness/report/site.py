@@ -1,8 +1,9 @@
 """`harness report`: run directories -> a static site, data/*.json and tables/*.md|csv.
 
-Every input is read and checked before anything is written; the site is built in a temporary
-directory beside SITE_DIR and swapped in at the end, so an error leaves the previous site (or
-nothing) in place. A SITE_DIR that holds anything but an earlier report is never overwritten.
+Every input is read and checked before anything is written, and stripped of URL credentials and
+echoed keys (harness/redact.py); the site is built in a temporary directory beside SITE_DIR and
+swapped in at the end, so an error leaves the previous site (or nothing) in place. A SITE_DIR that
+holds anything but an earlier report is never overwritten.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from harness import __version__, provenance
 from harness.errors import UserInputError
+from harness.redact import redact_run
 from harness.report import pages, tables
 from harness.report.claims import claim_rows, load_claims
 from harness.report.compare import auto_pairs, compare, requested_pairs
@@ -84,6 +86,10 @@ def assemble(req: ReportRequest) -> Report:
     claims_file = load_claims(req.claims) if req.claims else None
     prices = load_prices(req.prices) if req.prices else None
     runs = load_runs(req.run_paths)
+    for r in runs:
+        # Everything published comes from these fields; run directories written before the harness
+        # redacted its records may hold URL credentials or echoed keys.
+        r.config, r.config_text, r.results.provenance = redact_run(r.config, r.config_text, r.results.provenance)
     summaries = {r.run_id: summarize(r, prices) for r in runs}
     boards: dict[str, list] = {}
     for r in runs:

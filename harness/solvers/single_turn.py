@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from harness.config import PluginConfig
 from harness.errors import UserInputError
 from harness.progress import Progress
 from harness.records import Generation, GenerationRow, Sample
+from harness.redact import redact_text
 from harness.rundir import GenerationWriter, read_generation_provenance, read_generations, write_generation_provenance
 from harness.solvers.base import Solver
 
@@ -60,13 +62,15 @@ class SingleTurn(Solver):
         progress = Progress(total, f"generating ({cfg.model.backend})", quiet=quiet)
         writer = GenerationWriter(run_dir)
         errors = 0
+        first_error: str | None = None
 
         def sink(gens: list[Generation]) -> None:
-            nonlocal errors
+            nonlocal errors, first_error
             rows = []
             for g in gens:
                 ok = g.error is None and g.raw is not None
                 errors += not ok
+                first_error = first_error or (None if ok else redact_text(g.error or "no answer"))
                 rows.append(GenerationRow.of(g, bench.answer(by_id[g.task_id], g.raw, cfg.prompt) if ok else None))
             writer.write(rows)
             progress.advance(len(gens))
@@ -79,6 +83,9 @@ class SingleTurn(Solver):
             progress.close()
             prov = backend.provenance()
             backend.close()  # before any sandbox runs: GPU memory and server ports are free
+            if errors:
+                # Once, not per sample (even with --quiet): the count alone does not say what went wrong.
+                print(f"generation: {errors} of {total} failed; first error: {first_error}", file=sys.stderr)
         sessions = [
             *old.get("sessions", []),
             {
