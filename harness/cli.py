@@ -19,8 +19,45 @@ sandbox_app = typer.Typer(help="Build and inspect the execution sandbox.", no_ar
 app.add_typer(sandbox_app, name="sandbox")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from harness import __version__
+        from harness.provenance import git_sha
+
+        sha = git_sha()
+        print(f"harness {__version__}" + (f" ({sha})" if sha else ""))
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Self-hosted evaluation harness for code models."""
+
+
 def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
+
+
+def check_out_dir(path: Path, flag: str = "--out") -> None:
+    """A directory the command may create or write to, checked before any work (nothing is written)."""
+    import os
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{flag} {path}: exists and is not a directory")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserInputError(f"{flag} {path}: {ancestor} is a file, not a directory")
+    try:
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise PermissionError(f"no write permission on {ancestor}")
+        tempfile.TemporaryDirectory(dir=ancestor, prefix=".harness-probe-").cleanup()  # read-only mounts
+    except OSError as e:
+        raise UserInputError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
 
 
 # Grading flags of `harness evaluate`, by the config key each sets. "{workers}" and "{timeout}" are the
@@ -81,6 +118,7 @@ def evaluate(
         raise UserInputError("--workers, --timeout and --limit must be positive")
     if seed < 0:
         raise UserInputError(f"--seed {seed}: must be a non-negative integer")
+    check_out_dir(Path(target) if out is None and Path(target).is_dir() else out or Path("."))
     t0 = time.monotonic()
     if Path(target).is_dir() and samples is None:
         given = [
@@ -227,6 +265,7 @@ def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
     from harness.rundir import check_run_id, new_run_dir
 
     check_run_id(run_id)  # before anything is loaded
+    check_out_dir(resume if resume is not None else out, "--resume" if resume is not None else "--out")
     cfg = _load_for_run(config, sets, limit, resume)
     pipe = Pipeline(cfg, quiet)
     pipe.preflight(grading=grading, run_dir=resume)
@@ -344,6 +383,9 @@ def report(
 
     if len(compare) % 2:
         raise UserInputError("--compare takes two names: --compare A B")
+    if seed < 0:
+        raise UserInputError(f"--seed {seed}: must be a non-negative integer")
+    check_out_dir(out)
     rep = build(
         ReportRequest(
             run_paths=run_dirs,
