@@ -281,6 +281,10 @@ class Results(BaseModel):
     metrics: dict[str, Any]
     counts: dict[str, int | None]
     dataset: dict[str, Any]
+    # What the figures are over, so that a reader can recompute every one from samples.jsonl
+    # (absent in files written before they existed).
+    selected: list[str] | None = None
+    expected_samples: int | None = None
     provenance: dict[str, Any] = {}
 
     def to_json(self) -> dict:

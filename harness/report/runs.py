@@ -8,6 +8,7 @@ mid-write (or edited by hand) is refused with the reason instead of being publis
 
 from __future__ import annotations
 
+import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -30,12 +31,14 @@ def _headline_metric(res: Results) -> str:
     return _benchmark_class(res).headline_metric
 
 
-def _benchmark_class(res: Results) -> Any:
+def _benchmark_class(res: Results, needed: bool = True) -> Any:
     from harness.registry import BENCHMARKS
 
     try:
         return BENCHMARKS.load(res.benchmark)
     except KeyError:
+        if not needed:
+            return None
         raise UserInputError(
             f"results.json of benchmark {res.benchmark!r} has no `headline`, and no installed plug-in is called "
             f"{res.benchmark!r}; install the plug-in that wrote it"
@@ -152,15 +155,80 @@ def task_scores(samples: list[SampleResult]) -> list[TaskScore]:
     return list(tasks.values())
 
 
-def _check_consistent(path: Path, res: Results, samples: list[SampleResult], tasks: list[TaskScore]) -> None:
+def _differs(a: Any, b: Any) -> bool:
+    """Figures compared as JSON values, floats to 1e-9 (they went through a JSON round trip)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(a - b) > 1e-9
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) != len(b) or any(_differs(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() != b.keys() or any(_differs(a[k], b[k]) for k in a)
+    return a != b
+
+
+def _check_consistent(path: Path, res: Results, samples: list[SampleResult]) -> None:
+    """Recompute every figure of results.json from the verdicts (as the aggregator does) and refuse
+    a run whose stored figures differ: the site publishes only what the verdicts give."""
+    from harness.registry import SCORERS
+    from harness.scoring import aggregate
+
     where = f"{path}: results.json and samples.jsonl disagree"
     if res.counts.get("samples") != len(samples):
         raise UserInputError(
             f"{where}: {res.counts.get('samples')} samples counted, {len(samples)} verdicts stored; "
             "re-grade with `harness evaluate RUN_DIR` to bring them in line"
         )
+    cls = _benchmark_class(res, needed=False)
+    if cls is None:  # a plug-in that is not installed here: the headline is still checked
+        return _check_headline(path, res, samples)
+    info = DatasetInfo.model_validate(res.dataset)
+    selected = res.selected if res.selected is not None else list(dict.fromkeys(s.task_id for s in samples))
+    gen_errors = res.counts.get("generation_error") or 0
+    expected = res.expected_samples if res.expected_samples is not None else len(samples) + gen_errors
+    seed = (res.provenance.get("bootstrap") or {}).get("seed", 1234)
+    bench = cls.__new__(cls)  # the aggregator reads only class-level facts; no config or dataset needed
+    statuses = SCORERS.load(cls.scorer).statuses
+    again = aggregate.compute(
+        bench, samples, selected, info, statuses, res.model, expected, gen_errors, seed, "gold_check" in res.to_json()
+    )
+    stored, fresh = res.to_json(), again.to_json()
+    keys = ["metrics", "counts", "headline", "gold_check"]
+    if res.selected is None:  # older files: what `selected` decides can be checked only where it is implied
+        common = (stored["counts"].keys() & fresh["counts"].keys()) - {"tasks"}  # older files count fewer
+        stored["counts"] = {k: v for k, v in stored["counts"].items() if k in common}
+        fresh["counts"] = {k: v for k, v in fresh["counts"].items() if k in common}
+        if cls.headline_metric == "resolved" and res.counts.get("tasks") != len(selected):
+            keys.remove("metrics")  # not derivable without `selected`; checked below by the headline alone
+            _check_headline(path, res, samples)
+        if res.headline is None:
+            keys.remove("headline")
+        graded, tasks = again.counts.get("graded_tasks") or 0, res.counts.get("tasks")
+        if not isinstance(tasks, int) or not graded <= tasks <= (info.full_tasks or info.tasks or tasks):
+            raise UserInputError(f"{where}: counts.tasks is {tasks}, but {graded} tasks have verdicts")
+    else:
+        keys.append("complete")
+    if res.leaderboard is not None:
+        keys.append("leaderboard")
+    for key in keys:
+        a, b, name = stored.get(key), fresh.get(key), key
+        if isinstance(a, dict) and isinstance(b, dict):  # name the first figure that differs
+            sub = next((k for k in [*a, *b] if _differs(a.get(k), b.get(k))), None)
+            if sub is not None:
+                a, b, name = a.get(sub), b.get(sub), f"{key}.{sub}"
+        if _differs(a, b):
+            raise UserInputError(
+                f"{where}: {name} is {json.dumps(a)[:300]}, the stored verdicts give {json.dumps(b)[:300]}; "
+                "re-grade with `harness evaluate RUN_DIR` to rewrite it"
+            )
+    return None
+
+
+def _check_headline(path: Path, res: Results, samples: list[SampleResult]) -> None:
+    tasks = task_scores(samples)
     metric = _headline_metric(res)
     stored = res.metrics.get(metric)
+    if stored is None and not samples:
+        return  # nothing was graded (every generation failed): shown without a score
     if not isinstance(stored, (int, float)):
         raise UserInputError(f"{path}: metrics.{metric}: missing; the headline metric of {res.benchmark}")
     if metric == "resolved":  # the resolved family: over every selected task, graded or not
@@ -170,7 +238,10 @@ def _check_consistent(path: Path, res: Results, samples: list[SampleResult], tas
         scores = [t.score for t in tasks if t.score is not None]
         recomputed = sum(scores) / len(scores) if scores else 0.0
     if abs(recomputed - stored) > 1e-9:
-        raise UserInputError(f"{where}: metrics.{metric} is {stored}, the stored verdicts give {recomputed}")
+        raise UserInputError(
+            f"{path}: results.json and samples.jsonl disagree: metrics.{metric} is {stored}, "
+            f"the stored verdicts give {recomputed}"
+        )
 
 
 def _token_totals(run_dir: Path) -> dict[str, int | None]:
@@ -190,7 +261,7 @@ def load_run(path: Path, run_id: str | None = None) -> Run:
     results = read_results(path / "results.json")
     samples = read_samples(path / "samples.jsonl")
     tasks = task_scores(samples)
-    _check_consistent(path, results, samples, tasks)
+    _check_consistent(path, results, samples)
     config, config_text, config_sha = None, None, None
     if (path / "config.yaml").is_file():
         config_text = (path / "config.yaml").read_text(encoding="utf-8")

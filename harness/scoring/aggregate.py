@@ -85,6 +85,8 @@ def compute(
             "generation_error": generation_errors,
         },
         dataset=info.to_json(),
+        selected=list(selected),
+        expected_samples=expected_samples,
         **bench.results_extra(rows, selected, reference),
     )
 

@@ -178,6 +178,25 @@ def test_shipped_claims_and_prices_files_load():
 
 
 # -- reading run directories -------------------------------------------------------------------------
+def _current(data: dict) -> dict:
+    """Turn published results.json data into what this harness writes (with `selected`), in place."""
+    data.update(
+        selected=[f"HumanEval/{i}" for i in range(164)],
+        expected_samples=164,
+        headline={"metric": "pass@1", "value": data["metrics"]["pass@1"]},
+        leaderboard="humaneval",
+    )
+    data["counts"]["tasks"] = data["counts"]["graded_tasks"] = 164
+    return data
+
+
+def test_a_current_results_file_reads(tmp_path):
+    run_dir = _copy(GREEDY, tmp_path)
+    data = _current(json.loads((run_dir / "results.json").read_text()))
+    (run_dir / "results.json").write_text(json.dumps(data))
+    assert runs_mod.load_run(run_dir).results.selected == data["selected"]
+
+
 def test_published_run_reads_and_recomputes_its_headline():
     run = runs_mod.load_run(GREEDY)
     res = json.loads((GREEDY / "results.json").read_text())
@@ -194,12 +213,26 @@ def test_published_run_reads_and_recomputes_its_headline():
         (lambda d: d["metrics"].update({"pass@1": 0.5}), "metrics.pass@1 is 0.5, the stored verdicts give"),
         (lambda d: d["counts"].update(samples=3), "3 samples counted, 164 verdicts stored"),
         (lambda d: d.pop("model"), "model: Field required"),
+        # Every figure the site shows is recomputed, not only the headline.
+        (lambda d: d["metrics"].update({"pass@1_ci95": [0.2, 0.3]}), "metrics.pass@1_ci95 is [0.2, 0.3], the"),
+        (lambda d: d["counts"].update(passed=12), "counts.passed is 12, the stored verdicts give 11"),
+        (lambda d: d["counts"].update(tasks=100), "counts.tasks is 100, but 164 tasks have verdicts"),
+        (lambda d: d.update(complete=False), None),  # an older file: completeness is not derivable
+        # A file that records what it is over (selected tasks, expected samples) is checked whole.
+        (lambda d: _current(d).update(complete=False), "complete is false, the stored verdicts give true"),
+        (lambda d: _current(d)["counts"].update(tasks=165), "counts.tasks is 165, the stored verdicts give 164"),
+        (lambda d: _current(d).update(leaderboard="humaneval-x"), 'leaderboard is "humaneval-x", the stored'),
+        (lambda d: _current(d)["headline"].update(value=0.1), "headline.value is 0.1, the stored verdicts give"),
     ],
 )
 def test_inconsistent_or_unknown_results_are_refused(tmp_path, edit, message):
     run_dir = _copy(GREEDY, tmp_path)
     data = json.loads((run_dir / "results.json").read_text())
     edit(data)
+    if message is None:
+        (run_dir / "results.json").write_text(json.dumps(data))
+        assert runs_mod.load_run(run_dir).results.complete is False
+        return
     (run_dir / "results.json").write_text(json.dumps(data))
     with pytest.raises(UserInputError) as e:
         runs_mod.load_run(run_dir)
