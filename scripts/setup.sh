@@ -50,13 +50,17 @@ stamp=".venv/.harness-installed-$(sha256sum pyproject.toml | cut -c1-16)-$WITH_V
 if [ ! -e "$stamp" ]; then
   log "installing the harness into .venv"
   .venv/bin/pip install -q --upgrade pip
+  # evalplus goes in last, without its dependencies: any install after it that touches a package
+  # evalplus needs makes pip print red "ERROR: pip's dependency resolver ..." lines about the rest.
+  # So on a re-install it leaves first (pip never warns about a --no-deps install itself).
+  .venv/bin/pip uninstall -q -y evalplus 2>/dev/null || true
   .venv/bin/pip install -q -e ".[dev,swebench]"
-  # evalplus's checker, for the HumanEval+ parity tests only; its own dependencies (openai,
-  # anthropic, vllm, ...) are for generation, which the tests do not use.
-  .venv/bin/pip install -q --no-deps "evalplus==0.3.1"
   if [ "$WITH_VLLM" = 1 ]; then
     bash scripts/install-vllm.sh .venv
   fi
+  # evalplus's checker, for the HumanEval+ parity tests only; its own dependencies (openai,
+  # anthropic, vllm, ...) are for generation, which the tests do not use.
+  .venv/bin/pip install -q --no-deps "evalplus==0.3.1"
   touch "$stamp"
 fi
 
