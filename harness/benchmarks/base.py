@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,14 +33,17 @@ class BenchmarkConfig(PluginConfig):
 
 @dataclass
 class Predictions:
-    """Submissions read from an external predictions file, what identifies the file, and the samples
-    (tasks) they cover: the tasks a predictions file is graded on."""
+    """Submissions read from an external predictions file, what identifies the file, the samples
+    (tasks) they cover (the tasks a predictions file is graded on), and notes about the input."""
 
     path: Path
     sha256: str
     submissions: list[Submission]
     model_name: str | None
     samples: list[Sample]
+    # One-line, human-readable remarks about the input that do not stop grading (duplicate lines,
+    # a file that looks made for the other dataset variant...): shown in the summary, kept in provenance.
+    notes: list[str] = field(default_factory=list)
 
 
 class Benchmark(ABC):

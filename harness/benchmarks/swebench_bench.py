@@ -113,7 +113,13 @@ class SWEBench(Benchmark):
             for s in samples
         ]
         name = next(iter(preds.values()))["model_name_or_path"] if preds else None
-        return Predictions(path, sha256_file(path), subs, name, list(samples))
+        missing = sum(s.task_id not in preds for s in samples)
+        notes = (
+            [f"{missing} of {len(samples)} instances have no prediction in the file: graded as empty patches"]
+            if missing
+            else []
+        )
+        return Predictions(path, sha256_file(path), subs, name, list(samples), notes)
 
     def reference_predictions(self, samples: Sequence[Sample]) -> list[Submission]:
         return [Submission(s.task_id, 0, "patch", s.data["patch"]) for s in samples]
