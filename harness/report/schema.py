@@ -21,7 +21,7 @@ class _Model(BaseModel):
 
 class Headline(_Model):
     metric: str = Field(description="pass@1 for HumanEval(+), resolved for SWE-bench")
-    value: float = Field(description="fraction in [0, 1]")
+    value: float | None = Field(description="fraction in [0, 1]; null when nothing was graded")
     ci95: tuple[float, float] | None = Field(description="95% bootstrap CI over tasks")
 
 

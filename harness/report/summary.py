@@ -81,7 +81,10 @@ def decoding_text(d: Decoding | None) -> str:
 def headline(run: Run) -> Headline:
     m = run.results.metrics
     ci = m.get(f"{run.headline_metric}_ci95")
-    return Headline(metric=run.headline_metric, value=float(m[run.headline_metric]), ci95=tuple(ci) if ci else None)
+    value = m.get(run.headline_metric)  # absent when no sample has a verdict (every generation failed)
+    return Headline(
+        metric=run.headline_metric, value=None if value is None else float(value), ci95=tuple(ci) if ci else None
+    )
 
 
 def _coverage_gap(run: Run) -> str | None:
@@ -153,7 +156,7 @@ def rank(rows: list[RunSummary]) -> list[RunSummary]:
     for i, r in enumerate(ranked):
         prev = ranked[i - 1] if i else None
         r.rank = prev.rank if prev is not None and prev.headline.value == r.headline.value else i + 1
-    rest = sorted((r for r in rows if not r.ranked), key=lambda r: (-r.headline.value, r.run_id))
+    rest = sorted((r for r in rows if not r.ranked), key=lambda r: (-(r.headline.value or -1.0), r.run_id))
     return ranked + rest
 
 

@@ -16,7 +16,7 @@ FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 @dataclass(frozen=True)
 class Bar:
     label: str
-    value: float
+    value: float | None  # None: nothing graded (drawn as "no verdicts", no bar)
     ci: tuple[float, float] | None
     muted: bool = False  # shown but not ranked (incomplete or partial runs)
     href: str | None = None
@@ -52,7 +52,7 @@ def _axis(x0: int, width: int, top: int, bottom: int, lo: float = 0.0, hi: float
 def bar_chart(bars: list[Bar], title: str, max_value: float | None = None) -> Markup:
     """Horizontal bars with 95% CI whiskers; muted bars are hatched grey."""
     label_w, plot_w, row_h, top = 290, 420, 24, 8
-    hi = max_value or nice_max(max([b.ci[1] if b.ci else b.value for b in bars] + [0.0]))
+    hi = max_value or nice_max(max([b.ci[1] if b.ci else b.value or 0.0 for b in bars] + [0.0]))
     height = top + row_h * len(bars) + 24
     body = [
         '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
@@ -67,22 +67,24 @@ def bar_chart(bars: list[Bar], title: str, max_value: float | None = None) -> Ma
     for i, b in enumerate(bars):
         y = top + i * row_h
         ci_text = f", 95% CI {_pct(b.ci[0])} to {_pct(b.ci[1])}" if b.ci else ""
-        tip = escape(f"{b.label}: {_pct(b.value)}{ci_text}" + (" (not ranked)" if b.muted else ""))
+        shown = "no verdicts" if b.value is None else _pct(b.value)
+        tip = escape(f"{b.label}: {shown}{ci_text}" + (" (not ranked)" if b.muted else ""))
         name = escape(b.label if len(b.label) <= 42 else b.label[:41] + "…")
         text = f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end">{name}</text>'
         body.append(f'<a href="{escape(b.href)}">{text}</a>' if b.href else text)
         fill = "url(#hatch)" if b.muted else BLUE
-        body.append(
-            f'<rect x="{label_w}" y="{y + 5}" width="{sx(b.value) - label_w:.1f}" height="14" fill="{fill}">'
-            f"<title>{tip}</title></rect>"
-        )
+        if b.value is not None:
+            body.append(
+                f'<rect x="{label_w}" y="{y + 5}" width="{sx(b.value) - label_w:.1f}" height="14" fill="{fill}">'
+                f"<title>{tip}</title></rect>"
+            )
         if b.ci:
             x1, x2, ym = sx(b.ci[0]), sx(b.ci[1]), y + 12
             body.append(
                 f'<path d="M{x1:.1f},{ym} H{x2:.1f} M{x1:.1f},{ym - 5} V{ym + 5} M{x2:.1f},{ym - 5} V{ym + 5}" '
                 f'stroke="#222" stroke-width="1.5" fill="none"><title>{tip}</title></path>'
             )
-        body.append(f'<text x="{label_w + plot_w + 8}" y="{y + 16}" fill="#222">{_pct(b.value)}</text>')
+        body.append(f'<text x="{label_w + plot_w + 8}" y="{y + 16}" fill="#222">{escape(shown)}</text>')
     return _svg(label_w + plot_w + 60, height + 6, title, body)
 
 

@@ -338,3 +338,35 @@ def test_rebuild_replaces_an_earlier_report_and_a_failed_build_keeps_it(tmp_path
     assert proc.returncode == 2 and "results.json: not valid JSON" in proc.stderr
     assert tree_digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "site"]  # no temporary directory left behind
+
+
+def test_a_run_without_any_verdict_is_shown_unranked_not_fatal(tmp_path):
+    from harness.pipeline import load_benchmark
+    from harness.records import DatasetInfo
+    from harness.registry import SCORERS
+    from harness.scoring import aggregate
+    from harness.store import RunStore
+
+    bench = load_benchmark(_humaneval())
+    info = DatasetInfo.model_validate(json.loads((GREEDY / "results.json").read_text())["dataset"])
+    selected = [f"HumanEval/{i}" for i in range(164)]
+    statuses = SCORERS.load(bench.scorer).statuses
+    # Every generation failed: no verdict, no metric, an incomplete run.
+    res = aggregate.compute(bench, [], selected, info, statuses, "all-failed", 164, 164, 1234)
+    run_dir = tmp_path / "runs" / "all-failed"
+    with RunStore(run_dir) as store:
+        store.finalize_samples([])
+        aggregate.write(store, res)
+    out = tmp_path / "site"
+    proc = _harness("report", str(run_dir), str(GREEDY), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    board = json.loads((out / "data" / "leaderboard-humaneval.json").read_text())
+    rows = {r["model"]: r for r in board["rows"]}
+    assert rows["all-failed"]["headline"]["value"] is None and not rows["all-failed"]["ranked"]
+    assert rows["smollm2-135m-instruct"]["ranked"] and "no verdicts" in (out / "index.html").read_text()
+
+
+def _humaneval():
+    from harness.config import plugin_config
+
+    return plugin_config("benchmarks", "benchmark", {"name": "humaneval"}, "test")
