@@ -35,7 +35,13 @@ class ExecScorer(Scorer):
         self._sandbox(1)
 
     def settings(self) -> dict:
-        return {"timeout_s": self.timeout_s, "workers": self.workers}
+        cfg = self.sandbox_cfg
+        return {
+            "timeout_s": self.timeout_s,
+            "sandbox_kind": cfg.kind,
+            "memory_mb": cfg.memory_mb,
+            "workers": self.workers,
+        }
 
     def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result: OnResult) -> dict:
         from harness.sandbox.base import run_pool

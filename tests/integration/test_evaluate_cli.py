@@ -44,3 +44,27 @@ def test_gold_grades_the_reference_solutions_and_a_broken_one_is_reported(humane
     proc = _harness("evaluate", "humaneval", "--gold", "--dataset-path", str(broken), "--out", str(out), "-q")
     assert proc.returncode == 1 and "REFERENCE SOLUTIONS FAILED on 1 of 5 task(s): HumanEval/2" in proc.stderr
     assert json.loads((out / "results.json").read_text())["gold_check"]["not_passed"] == ["HumanEval/2"]
+
+
+def test_a_directory_holds_one_input_graded_one_way(humaneval, tmp_path):
+    ids = ["HumanEval/0", "HumanEval/1"]
+    rows = [{"task_id": t, "completion": humaneval.by_id[t].canonical_solution} for t in ids]
+    f = write_jsonl(tmp_path / "s.jsonl", rows)
+    out = str(tmp_path / "o")
+    assert _harness("evaluate", "humaneval", str(f), "--out", out, "--timeout", "1", "-q").returncode == 0
+    written = (tmp_path / "o/results.json").read_bytes()
+    # Other verdict settings: refused, naming the setting; the directory is untouched.
+    for flag, value, said in (("--timeout", "10", "timeout_s 1.0 -> 10.0"), ("--memory-mb", "512", "memory_mb")):
+        proc = _harness("evaluate", "humaneval", str(f), "--out", out, "--timeout", "1", flag, value, "-q")
+        assert proc.returncode == 2 and said in proc.stderr and "--regrade" in proc.stderr, proc.stderr
+    # Another samples file of the same dataset: refused, the earlier verdicts kept.
+    g = write_jsonl(tmp_path / "other.jsonl", [{**r, "completion": "    return None\n"} for r in rows])
+    proc = _harness("evaluate", "humaneval", str(g), "--out", out, "--timeout", "1", "-q")
+    assert proc.returncode == 2 and "holds the verdicts of the predictions file" in proc.stderr, proc.stderr
+    assert (tmp_path / "o/results.json").read_bytes() == written
+    # Workers do not change verdicts; --regrade grades again with the new timeout.
+    assert _harness("evaluate", "humaneval", str(f), "--out", out, "--timeout", "1", "-j", "1", "-q").returncode == 0
+    proc = _harness("evaluate", "humaneval", str(f), "--out", out, "--timeout", "10", "--regrade", "-q")
+    assert proc.returncode == 0, proc.stderr
+    prov = json.loads((tmp_path / "o/results.json").read_text())["provenance"]
+    assert prov["timeout_s"] == 10.0 and prov["graded_this_session"] == 2
