@@ -256,7 +256,22 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     data, _ = read_mapping(path, "config")
     for o in overrides or []:
         apply_override(data, o)
-    return validate(data, str(path))
+    try:
+        return validate(data, str(path))
+    except UserInputError as e:
+        raise UserInputError(_blame_overrides(str(e), str(path), overrides or [])) from None
+
+
+def _blame_overrides(message: str, source: str, overrides: list[str]) -> str:
+    """Errors at a key that a --set gave name that --set, not the file."""
+    keys = {o.split("=", 1)[0].strip(): o for o in overrides}
+    lines = []
+    for line in message.splitlines():
+        loc = line[len(source) + 2 :].split(":", 1)[0] if line.startswith(f"{source}: ") else None
+        hit = next((o for k, o in keys.items() if loc and (k == loc or k.startswith(f"{loc}."))), None)
+        hit = hit or next((o for k, o in keys.items() if loc and loc.startswith(f"{k}.")), None)
+        lines.append(f"--set {hit}: {line[len(source) + 2 :]}" if hit else line)
+    return "\n".join(lines)
 
 
 def plugin_config(registry_name: str, key: str, data: Any, source: str, default: str | None = None) -> PluginConfig:

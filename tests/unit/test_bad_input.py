@@ -36,12 +36,18 @@ SAMPLES = '{"task_id": "HumanEval/0", "completion": "    return False\\n"}\n'
         (["run", "--resume", "afile"], "--resume afile: exists and is not a directory"),
         (["report", str(PUBLISHED), "--out", "afile/site"], "--out afile/site: afile is a file"),
         (["report", str(PUBLISHED), "--out", "site", "--seed", "-5"], "--seed -5: must be a non-negative"),
+        # A --set error names the --set, a file's own error names the file.
+        (["run", "c.yaml", "--set", "sampling.nn=1"], "--set sampling.nn=1: sampling.nn: unknown key"),
+        (["run", "c.yaml", "--set", "sampling.n=x"], "--set sampling.n=x: sampling.n: Input should be a valid int"),
+        (["run", "bad.yaml", "--set", "sampling.n=2"], "bad.yaml: sampling.zz: unknown key"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_before_any_work(tmp_path, args, message):
     (tmp_path / "s.jsonl").write_text(SAMPLES)
     (tmp_path / "afile").write_text("not a directory\n")
-    (tmp_path / "c.yaml").write_text("model: {backend: openai, name: m, model: m, base_url: 'http://127.0.0.1:9/v1'}\n")
+    model = "model: {backend: openai, name: m, model: m, base_url: 'http://127.0.0.1:9/v1'}\nbenchmark: humaneval\n"
+    (tmp_path / "c.yaml").write_text(model)
+    (tmp_path / "bad.yaml").write_text(model + "sampling: {zz: 1}\n")
     before = tree_digest(tmp_path)
     proc = _harness(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
