@@ -177,6 +177,10 @@ def test_prune_removes_dead_owners_containers_and_keeps_the_live_pool(live_pool,
 
 def test_cli_prune_keeps_a_live_pool(live_pool, parked) -> None:
     _, instances = live_pool
+    # An old `harness sandbox prune` (no --all) removes every harness container on the engine, other
+    # people's live runs included: recognise it and fail before running it.
+    usage = _prune_cli("--help")
+    assert "--all" in usage.stdout, "harness sandbox prune is the old one, which removes live runs' containers"
     proc = _prune_cli()
     assert proc.returncode == 0, proc.stderr
     _assert_pool_alive_and_usable(parked, instances)
