@@ -190,6 +190,9 @@ def _remove(client: Any, c: dict) -> None:
         client.api.remove_container(c["Id"], force=True)
     except docker.errors.NotFound:
         pass  # gone meanwhile (auto_remove, or its owner's own cleanup)
+    except docker.errors.APIError as e:
+        if e.status_code != 409:  # 409: a removal is already in progress (auto_remove)
+            raise
 
 
 def harness_containers(client: Any) -> list[dict]:
