@@ -354,15 +354,18 @@ def sandbox_build(
 
 
 @sandbox_app.command("prune")
-def sandbox_prune() -> None:
-    """Remove sandbox containers left behind by killed runs."""
-    from harness.sandbox.docker import LABEL, docker_client
+def sandbox_prune(
+    force_all: bool = typer.Option(
+        False,
+        "--all",
+        help="Remove every harness container, also those of runs still in progress on this or other hosts "
+        "(their grading then fails with infra errors). Without it, only containers whose owning process is gone.",
+    ),
+) -> None:
+    """Remove containers left by harness processes that are gone; those of live runs and other hosts are kept."""
+    from harness.sandbox.prune import main
 
-    n = 0
-    for c in docker_client().containers.list(all=True, filters={"label": LABEL}):
-        c.remove(force=True)
-        n += 1
-    print(f"removed {n} container(s)")
+    raise typer.Exit(main(force_all))
 
 
 @app.command()
