@@ -205,6 +205,8 @@ def _evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool
 def _finish(results, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:
     if not quiet:
         print_summary(results, wall_s, out)
+    for note in results.provenance.get("input_notes") or []:  # about the input: shown even with --quiet
+        print(f"note: {note}", file=sys.stderr)
     check = getattr(results, "gold_check", None)
     if check and not check["trusted"]:
         bad = check.get("not_resolved", check.get("not_passed", []))

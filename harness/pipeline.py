@@ -235,12 +235,13 @@ def evaluate_predictions(
 ) -> Results:
     """Grade a predictions file made by any tool (or, with path None, the dataset's reference solutions)."""
     samples, info = bench.load()
+    notes: list[str] = []
     if path is None:
         subs, sha, name = bench.reference_predictions(samples), None, "gold"
     else:
         preds = bench.read_predictions(path, samples)
         subs, sha, name = preds.submissions, preds.sha256, preds.model_name or path.name.split(".")[0]
-        samples = preds.samples
+        samples, notes = preds.samples, preds.notes
     model = model_name or name
     scorer = make_scorer(bench, sandbox, out, quiet, model)
     scorer.check()
@@ -259,6 +260,7 @@ def evaluate_predictions(
             "predictions_file": str(path) if path else "gold",
             "predictions_sha256": sha,
             "limit": bench.cfg.limit,
+            "input_notes": notes,
         },
         reference=path is None,
         regrade=regrade,

@@ -68,3 +68,13 @@ def test_a_directory_holds_one_input_graded_one_way(humaneval, tmp_path):
     assert proc.returncode == 0, proc.stderr
     prov = json.loads((tmp_path / "o/results.json").read_text())["provenance"]
     assert prov["timeout_s"] == 10.0 and prov["graded_this_session"] == 2
+
+
+def test_notes_about_the_input_are_printed_and_recorded(humaneval, tmp_path):
+    row = {"task_id": "HumanEval/0", "completion": humaneval.by_id["HumanEval/0"].canonical_solution}
+    f = write_jsonl(tmp_path / "s.jsonl", [row, {"task_id": "HumanEval/1", "solution": "def f(): pass\n"}, row])
+    proc = _harness("evaluate", "humaneval", str(f), "--out", str(tmp_path / "o"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    notes = json.loads((tmp_path / "o/results.json").read_text())["provenance"]["input_notes"]
+    assert any("1 duplicate line" in n for n in notes) and len(notes) == 2, notes
+    assert [line for line in proc.stderr.splitlines() if line.startswith("note: ")] == [f"note: {n}" for n in notes]
