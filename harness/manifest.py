@@ -41,9 +41,16 @@ def read_manifest(root: Path) -> GradingManifest | None:
     if not path.exists():
         return None
     try:
-        return GradingManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except ValueError as e:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        manifest = GradingManifest.model_validate(data)
+    except (OSError, ValueError) as e:
         raise UserInputError(f"{path}: not a grading record ({str(e).splitlines()[0]}); move it away") from None
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise UserInputError(
+            f"{path}: schema_version {manifest.schema_version} is not readable by this harness "
+            f"(it reads {SCHEMA_VERSION}); grade with the harness that wrote it"
+        )
+    return manifest
 
 
 def _describe(source: dict[str, Any]) -> str:
@@ -66,9 +73,23 @@ def legacy_manifest(results: Results | None, root: Path, settings_keys: list[str
         source = {"kind": "reference"}
     else:
         source = {"kind": "predictions", "sha256": prov.get("predictions_sha256"), "path": prov.get("predictions_file")}
-    settings = {k: prov[k] for k in settings_keys if k in prov}
+    sandbox = prov.get("sandbox") if isinstance(prov.get("sandbox"), dict) else {}
+    nested = {  # the exec scorer's settings, where older files kept them
+        "sandbox_kind": sandbox.get("kind"),
+        "image": sandbox.get("image"),
+        "memory_mb": (sandbox.get("limits") or {}).get("memory_mb"),
+    }
+    found = {**{k: v for k, v in nested.items() if v is not None}, **prov}
+    settings = {k: found[k] for k in settings_keys if k in found}
+    # The grading that made the verdicts, as its results.json described it: the first session.
+    first = {k: prov[k] for k in ("hostname", "cpu_model", "harness_git_sha", "started_at", "finished_at") if k in prov}
+    first.update(graded=results.counts.get("samples"), settings=settings, recorded_from="results.json")
     return GradingManifest(
-        benchmark=results.benchmark, dataset_sha256=results.dataset.get("sha256"), source=source, settings=settings
+        benchmark=results.benchmark,
+        dataset_sha256=results.dataset.get("sha256"),
+        source=source,
+        settings=settings,
+        sessions=[first],
     )
 
 
@@ -96,6 +117,6 @@ def check_same(root: Path, old: GradingManifest, new: GradingManifest, settings:
     if changed and settings:
         raise UserInputError(
             f"{root}: its verdicts were graded with other settings ({'; '.join(changed)}); mixing them would "
-            "describe no single grading. Re-grade every sample with the new settings (`--regrade`), or "
-            "grade into another --out"
+            "describe no single grading. Grade with the recorded settings, re-grade every sample with the new "
+            "ones (`harness evaluate ... --regrade`), or grade into another --out"
         )

@@ -23,7 +23,7 @@ from harness.records import DatasetInfo, Results, Sample, Submission
 from harness.registry import BENCHMARKS, SCORERS, SOLVERS
 from harness.rundir import CONFIG_FILE, read_generation_provenance, read_generations
 from harness.scoring import aggregate
-from harness.store import RunStore, is_final, read_results, sha256_file
+from harness.store import RunStore, is_final, read_graded, read_results, sha256_file
 
 if TYPE_CHECKING:
     from harness.benchmarks.base import Benchmark
@@ -147,12 +147,17 @@ def score(
     `source` names the input (see harness/manifest.py); a directory holding another input's verdicts,
     or verdicts graded with other settings, is refused before anything is written (`regrade` discards
     the old verdicts instead when only the settings differ)."""
+    kept = {k for k, v in read_graded(out_dir).items() if is_final(v)}
+    if regrade or any(s.key not in kept for s in submissions):
+        scorer.check()  # before anything in out_dir changes, --regrade's discarding included
     new = GradingManifest(
         benchmark=bench.name, dataset_sha256=info.sha256, source=source, settings=scorer.verdict_settings()
     )
     recorded, old = _recorded(out_dir, new)
     if recorded is not None:
-        check_same(out_dir, recorded, new, settings=not regrade)
+        # Settings bind only once verdicts exist (a session that graded nothing decided nothing).
+        check_same(out_dir, recorded, new, settings=bool(kept) and not regrade)
+    _check_kept(out_dir, kept, submissions, regrade)
     by_id = {s.task_id: s for s in samples}
     if selected is None:
         selected = list(dict.fromkeys(s.task_id for s in submissions))
@@ -162,16 +167,18 @@ def score(
             recorded = old = None
         manifest = new
         if recorded is not None:
-            manifest = recorded.model_copy(update={"settings": {**new.settings, **recorded.settings}})
+            settings = {**new.settings, **recorded.settings} if kept else new.settings
+            manifest = recorded.model_copy(update={"settings": settings})
         final = {k: v for k, v in store.graded().items() if is_final(v)}
         todo = [(by_id[s.task_id], s) for s in submissions if s.key not in final]
+        extra = extra_provenance or {}
         if todo:
             session = _grade(store, scorer, todo, final, manifest)
-            prov = {**session, "grading_sessions": manifest.sessions, **(extra_provenance or {})}
+            prov = {**session, "grading_sessions": manifest.sessions, **extra}
         elif old is not None and old.provenance:
-            prov = dict(old.provenance)  # nothing graded now: the verdicts' provenance is the earlier session's
+            prov = {**old.provenance, **extra}  # nothing graded now: the verdicts' provenance is the earlier one's
         else:
-            prov = {"scorer": bench.scorer, "grading_sessions": manifest.sessions, **(extra_provenance or {})}
+            prov = {"scorer": bench.scorer, "grading_sessions": manifest.sessions, **extra}
         rows = [final[s.key] for s in submissions if s.key in final]
         store.finalize_samples(rows)
         results = aggregate.compute(
@@ -194,6 +201,16 @@ def score(
         }
         aggregate.write(store, results)
     return results
+
+
+def _check_kept(out_dir: Path, kept: set, submissions: Sequence[Submission], regrade: bool) -> None:
+    """Refuse a grading that would drop final verdicts of this input (a smaller selection: --limit, ids)."""
+    dropped = len(kept - {s.key for s in submissions})
+    if dropped and not regrade:
+        raise UserInputError(
+            f"{out_dir} holds {dropped} verdict(s) of samples this grading does not select (a smaller --limit or "
+            "other task ids?); grade the same selection or a larger one, or into another --out"
+        )
 
 
 def _grade(store: RunStore, scorer: Scorer, todo: list, final: dict, manifest: GradingManifest) -> dict:
@@ -244,7 +261,6 @@ def evaluate_predictions(
         samples, notes = preds.samples, preds.notes
     model = model_name or name
     scorer = make_scorer(bench, sandbox, out, quiet, model)
-    scorer.check()
     return score(
         bench,
         samples,

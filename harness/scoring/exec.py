@@ -32,13 +32,17 @@ class ExecScorer(Scorer):
         return make_sandbox(self.sandbox_cfg.kind, workers, limits, owner=self.out_dir)
 
     def check(self) -> None:
-        self._sandbox(1)
+        sb = self._sandbox(1)
+        # `auto` resolves per machine: the kind and image that will run the programs are what decide verdicts.
+        self._resolved = {"sandbox_kind": sb.kind, "image": getattr(sb, "image", None)}
 
     def settings(self) -> dict:
         cfg = self.sandbox_cfg
+        # Before check() (nothing left to grade) only a named kind is known; `auto` is not compared.
+        resolved = getattr(self, "_resolved", {} if cfg.kind == "auto" else {"sandbox_kind": cfg.kind})
         return {
             "timeout_s": self.timeout_s,
-            "sandbox_kind": cfg.kind,
+            **resolved,
             "memory_mb": cfg.memory_mb,
             "workers": self.workers,
         }

@@ -78,3 +78,15 @@ def test_notes_about_the_input_are_printed_and_recorded(humaneval, tmp_path):
     notes = json.loads((tmp_path / "o/results.json").read_text())["provenance"]["input_notes"]
     assert any("1 duplicate line" in n for n in notes) and len(notes) == 2, notes
     assert [line for line in proc.stderr.splitlines() if line.startswith("note: ")] == [f"note: {n}" for n in notes]
+
+
+def test_the_sandbox_that_graded_is_compared_not_the_setting(humaneval, tmp_path):
+    rows = [{"task_id": t, "completion": humaneval.by_id[t].canonical_solution} for t in ("HumanEval/0", "HumanEval/1")]
+    f = write_jsonl(tmp_path / "s.jsonl", rows)
+    out = str(tmp_path / "o")
+    assert _harness("evaluate", "humaneval", str(f), "--out", out, "--limit", "1", "-q").returncode == 0  # auto
+    record = json.loads((tmp_path / "o/grading.json").read_text())
+    assert record["settings"]["sandbox_kind"] == "docker" and record["settings"]["image"].startswith("harness-sandbox:")
+    proc = _harness("evaluate", "humaneval", str(f), "--out", out, "--sandbox", "bwrap", "-q")
+    assert proc.returncode == 2 and "sandbox_kind 'docker' -> 'bwrap'" in proc.stderr, proc.stderr
+    assert _harness("evaluate", "humaneval", str(f), "--out", out, "--sandbox", "docker", "-q").returncode == 0

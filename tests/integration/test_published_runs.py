@@ -41,7 +41,7 @@ def test_published_runs_evaluate_resume_and_report_unchanged(tmp_path):
         new = json.loads((run / "results.json").read_text())
         assert new["metrics"] == old["metrics"] and new["provenance"]["graded_this_session"] == 0
         # Nothing was graded: the provenance is still that of the grading that made the verdicts.
-        session = ("graded_this_session", "resumed_from_store")
+        session = ("graded_this_session", "resumed_from_store", "run_dir")  # run_dir: where it is now
         assert {k: v for k, v in new["provenance"].items() if k not in session} == {
             k: v for k, v in old["provenance"].items() if k not in session
         }

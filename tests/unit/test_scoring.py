@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from harness.config import SandboxConfig
-from harness.errors import UserInputError
+from harness.errors import EnvironmentNotReady, UserInputError
 from harness.pipeline import score
 from harness.records import DatasetInfo, Sample, SampleResult, Status, Submission
 from harness.scoring import aggregate
@@ -214,3 +214,68 @@ def test_an_interrupted_session_is_recorded_and_resume_adds_one(toy, tmp_path):
     assert record["source"] == SOURCE and record["sessions"][0]["finished_at"]
     res = _score(bench, samples, subs, ScriptedScorer(bench), tmp_path)
     assert [s["graded"] for s in res.provenance["grading_sessions"]] == [2, 2] and res.complete
+
+
+class NotReady(ScriptedScorer):
+    def check(self) -> None:
+        raise EnvironmentNotReady("no sandbox here")
+
+
+def test_a_grading_that_cannot_start_changes_nothing_not_even_with_regrade(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    _score(bench, samples, subs, ScriptedScorer(bench, {"Toy/3": Status.INFRA_ERROR}), tmp_path)
+    before = tree_digest(tmp_path)
+    for regrade in (False, True):
+        with pytest.raises(EnvironmentNotReady):
+            _score(bench, samples, subs, NotReady(bench), tmp_path, regrade=regrade)
+        assert tree_digest(tmp_path) == before
+
+
+class FailsAtOnce(Timed):
+    def grade(self, todo, on_result) -> dict:
+        raise KeyboardInterrupt
+
+
+def test_a_session_that_graded_nothing_binds_no_settings(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    with pytest.raises(KeyboardInterrupt):
+        _score(bench, samples, subs, FailsAtOnce(bench, 1.0), tmp_path)
+    res = _score(bench, samples, subs, Timed(bench, 10.0), tmp_path)  # no verdict was kept: not a mix
+    assert res.complete and res.provenance["timeout_s"] == 10.0
+    assert [(s["graded"], s["settings"]["timeout_s"]) for s in res.provenance["grading_sessions"]] == [
+        (0, 1.0),
+        (4, 10.0),
+    ]
+
+
+def test_a_smaller_selection_would_drop_verdicts_and_is_refused(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    _score(bench, samples, subs, ScriptedScorer(bench), tmp_path)
+    before = tree_digest(tmp_path)
+    with pytest.raises(UserInputError, match=r"holds 2 verdict\(s\) of samples this grading does not select"):
+        _score(bench, samples[:2], subs[:2], ScriptedScorer(bench), tmp_path)
+    assert tree_digest(tmp_path) == before
+    # A larger selection keeps them and grades only the new samples.
+    more = ToyBenchmark(ToyConfig(name="toy-arith", limit=6))
+    grown, _ = more.load()
+    scorer = ScriptedScorer(more)
+    res = _score(more, grown, _subs(grown, right={"Toy/0"}), scorer, tmp_path)
+    assert [t for t, _ in scorer.seen] == ["Toy/4", "Toy/5"] and res.counts["samples"] == 6
+
+
+def test_an_older_directory_keeps_its_grading_as_the_first_session(toy, tmp_path):
+    bench, samples = toy
+    subs = _subs(samples, right={"Toy/0"})
+    first = _score(bench, samples, subs, Timed(bench, 1.0, statuses={"Toy/3": Status.INFRA_ERROR}), tmp_path)
+    (tmp_path / "grading.json").unlink()  # as written before grading.json existed
+    res = _score(bench, samples, subs, Timed(bench, 1.0), tmp_path)
+    sessions = res.provenance["grading_sessions"]
+    assert sessions[0]["recorded_from"] == "results.json"
+    assert sessions[0]["started_at"] == first.provenance["started_at"]
+    assert [s["graded"] for s in sessions] == [4, 1]
+    (tmp_path / "grading.json").unlink()
+    with pytest.raises(UserInputError, match=r"timeout_s 1\.0 -> 2\.0"):  # read from the older results.json
+        _score(bench, samples, subs, Timed(bench, 2.0, statuses={"Toy/3": Status.INFRA_ERROR}), tmp_path)
