@@ -112,17 +112,19 @@ def evaluate(
     }
     if (
         (workers is not None and workers < 1)
-        or (timeout is not None and timeout <= 0)
+        or (timeout is not None and not 0 < timeout < float("inf"))
         or (limit is not None and limit < 1)
     ):
-        raise UserInputError("--workers, --timeout and --limit must be positive")
+        raise UserInputError("--workers, --timeout and --limit must be positive (and finite)")
     if seed < 0:
         raise UserInputError(f"--seed {seed}: must be a non-negative integer")
     check_out_dir(Path(target) if out is None and Path(target).is_dir() else out or Path("."))
     t0 = time.monotonic()
     if Path(target).is_dir() and samples is None:
         given = [
-            f for f, v in {**predicting, "--dataset": dataset, "--model-name": model_name}.items() if v is not None
+            f
+            for f, v in {**predicting, "--dataset": dataset, "--model-name": model_name, "--out": out}.items()
+            if v is not None
         ]
         if given or gold:
             raise UserInputError(f"{', '.join(given or ['--gold'])}: not for a run directory (its config.yaml decides)")
@@ -196,10 +198,11 @@ def _evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool
     from harness.rundir import config_path
 
     path = config_path(run_dir)
-    name = load_config(path).benchmark.name
+    name = load_config(path, env_required=False).benchmark.name
     bench_cls = BENCHMARKS.load(name)
     overrides = _overrides(bench_cls, grading, GRADING_FLAGS, SCORERS.load(bench_cls.scorer).uses_sandbox)
-    return Pipeline(load_config(path, [*overrides, *sets]), quiet).evaluate(run_dir, regrade)
+    cfg = load_config(path, [*overrides, *sets], env_required=False)
+    return Pipeline(cfg, quiet).evaluate(run_dir, regrade)
 
 
 def _finish(results, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:
@@ -263,11 +266,14 @@ def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resum
 def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
     """Load the config, pre-flight everything (nothing written before), then the run directory."""
     from harness.config import resolved_dict
+    from harness.interrupt import set_resume_hint
     from harness.pipeline import Pipeline
-    from harness.rundir import check_run_id, new_run_dir
+    from harness.rundir import check_new_run_dir, check_run_id, new_run_dir
 
     check_run_id(run_id)  # before anything is loaded
     check_out_dir(resume if resume is not None else out, "--resume" if resume is not None else "--out")
+    if run_id is not None and resume is None:
+        check_new_run_dir(out / run_id)
     cfg = _load_for_run(config, sets, limit, resume)
     pipe = Pipeline(cfg, quiet)
     pipe.preflight(grading=grading, run_dir=resume)
@@ -275,7 +281,7 @@ def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
         run_dir = resume
     else:
         run_dir = new_run_dir(resolved_dict(cfg), f"{cfg.model.name}-{cfg.benchmark.name}", out, run_id)
-    _resume_hint.append(f"`harness {'run' if grading else 'generate'} --resume {run_dir}`")
+    set_resume_hint(f"`harness {'run' if grading else 'generate'} --resume {run_dir}`")
     return pipe, run_dir
 
 
@@ -424,41 +430,20 @@ def _spread_pairs(argv: list[str], option: str = "--compare") -> list[str]:
     return out
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM. Not a KeyboardInterrupt: typer would turn that into a silent exit 130, and not an
-    Exception, so that no `except Exception` on the way up mistakes it for a failure to retry or score."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-# What the interrupted command should be re-run as; the run commands set it once their directory exists.
-_resume_hint: list[str] = []
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    import signal
-
-    # A second Ctrl-C during clean-up gets Python's default behaviour.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    raise Interrupted(signum)
-
-
 def main() -> None:
     """Console entry point: HarnessError becomes a one-line message and its exit code."""
     import signal
 
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    from harness import interrupt
+
+    interrupt.install()
     try:
         argv = sys.argv[1:]
         app(args=_spread_pairs(argv) if argv[:1] == ["report"] else argv, prog_name="harness")
     except HarnessError as e:
         _err(str(e))
         sys.exit(e.exit_code)
-    except (Interrupted, KeyboardInterrupt) as e:
-        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        hint = _resume_hint[-1] if _resume_hint else "re-run the same command"
-        _err(f"interrupted ({signal.Signals(signum).name}); nothing recorded is lost: {hint} to resume")
+    except (interrupt.Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, interrupt.Interrupted) else signal.SIGINT
+        _err(interrupt.message(signum))
         sys.exit(128 + signum)

@@ -42,11 +42,20 @@ def new_run_dir(resolved_config: dict, default_id: str, out_root: Path, run_id: 
         raise UserInputError("the resolved config holds URL credentials; they must come from ${VAR}")
     rid = run_id or f"{default_id}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = out_root / rid
-    if (run_dir / CONFIG_FILE).exists():
-        raise UserInputError(f"{run_dir} already holds a run; use `harness run --resume {run_dir}`")
+    check_new_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(text)
     return run_dir
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run's directory must not exist with files in it (a run to resume, or others' verdicts)."""
+    if (run_dir / CONFIG_FILE).exists():
+        raise UserInputError(f"{run_dir} already holds a run; use `harness run --resume {run_dir}`")
+    if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()):
+        raise UserInputError(
+            f"{run_dir} already holds files (verdicts of `harness evaluate`?); choose another --run-id"
+        )
 
 
 def config_path(run_dir: Path) -> Path:

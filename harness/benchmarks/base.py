@@ -116,7 +116,8 @@ class Benchmark(ABC):
 
     def results_extra(self, verdicts: Sequence[SampleResult], selected: Sequence[str], reference: bool) -> dict:
         """Benchmark-specific fields added to results.json. When the dataset's own reference solutions
-        were graded, `gold_check` says whether every one passed (the sandbox or images can be trusted)."""
+        were graded, `gold_check` says whether every one passed (the sandbox or images can be trusted).
+        Computed from the arguments alone (not the config): the report recomputes it from samples.jsonl."""
         if not reference:
             return {}
         bad = reference_failures(verdicts, selected)

@@ -181,16 +181,29 @@ def _check_consistent(path: Path, res: Results, samples: list[SampleResult]) -> 
     cls = _benchmark_class(res, needed=False)
     if cls is None:  # a plug-in that is not installed here: the headline is still checked
         return _check_headline(path, res, samples)
-    info = DatasetInfo.model_validate(res.dataset)
     selected = res.selected if res.selected is not None else list(dict.fromkeys(s.task_id for s in samples))
     gen_errors = res.counts.get("generation_error") or 0
     expected = res.expected_samples if res.expected_samples is not None else len(samples) + gen_errors
-    seed = (res.provenance.get("bootstrap") or {}).get("seed", 1234)
     bench = cls.__new__(cls)  # the aggregator reads only class-level facts; no config or dataset needed
     statuses = SCORERS.load(cls.scorer).statuses
-    again = aggregate.compute(
-        bench, samples, selected, info, statuses, res.model, expected, gen_errors, seed, "gold_check" in res.to_json()
-    )
+    try:
+        info = DatasetInfo.model_validate(res.dataset)
+        seed = res.provenance.get("bootstrap", {}).get("seed", 1234)
+        again = aggregate.compute(
+            bench,
+            samples,
+            selected,
+            info,
+            statuses,
+            res.model,
+            expected,
+            gen_errors,
+            seed,
+            "gold_check" in res.to_json(),
+        )
+    except (ValueError, TypeError, AttributeError) as e:  # hand-edited dataset or bootstrap fields
+        msg = str(e).splitlines()[0]
+        raise UserInputError(f"{where}: its figures cannot be recomputed ({type(e).__name__}: {msg})") from None
     stored, fresh = res.to_json(), again.to_json()
     keys = ["metrics", "counts", "headline", "gold_check"]
     if res.selected is None:  # older files: what `selected` decides can be checked only where it is implied

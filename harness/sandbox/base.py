@@ -221,7 +221,7 @@ def run_pool(
                     return
                 assert job is not None
                 attempts, result, failure = 0, None, ""
-                while attempts < 2 and result is None:
+                while attempts < 2 and result is None and not stop.is_set():
                     attempts += 1
                     try:
                         if inst is None:
@@ -239,6 +239,8 @@ def run_pool(
                         if attempts < 2:
                             with lock:
                                 stats.retried += 1
+                if result is None and stop.is_set():
+                    return  # stopped (interrupted): the job stays ungraded, never an infra error
                 if result is None:
                     result = ExecResult(Status.INFRA_ERROR, 0.0, f"sandbox failed twice: {failure}"[:500])
                 done.put((job, result, attempts))
@@ -264,10 +266,16 @@ def run_pool(
                 raise item
             received += 1
             on_result(*item)
-    finally:
+    except BaseException:
+        # Interrupted (or on_result failed): end the jobs in flight now rather than wait for their timeouts;
+        # their instances die, and with `stop` set nothing is retried or reported. No join: a second
+        # interrupt during this clean-up must stop at once.
         stop.set()
-        deadline = time.monotonic() + 30
-        for t in threads:
-            t.join(timeout=max(0.1, deadline - time.monotonic()))
         sandbox.cleanup()
+        raise
+    stop.set()
+    deadline = time.monotonic() + 30
+    for t in threads:
+        t.join(timeout=max(0.1, deadline - time.monotonic()))
+    sandbox.cleanup()
     return stats

@@ -34,6 +34,7 @@ SAMPLES = '{"task_id": "HumanEval/0", "completion": "    return False\\n"}\n'
         (["run", "c.yaml", "--out", "afile"], "--out afile: exists and is not a directory"),
         (["generate", "c.yaml", "--out", "/proc/1/x"], "--out /proc/1/x: cannot write there"),
         (["run", "--resume", "afile"], "--resume afile: exists and is not a directory"),
+        (["run", "c.yaml", "--out", ".", "--run-id", "graded"], "graded already holds files"),
         (["report", str(PUBLISHED), "--out", "afile/site"], "--out afile/site: afile is a file"),
         (["report", str(PUBLISHED), "--out", "site", "--seed", "-5"], "--seed -5: must be a non-negative"),
         # A --set error names the --set, a file's own error names the file.
@@ -48,6 +49,8 @@ def test_bad_input_is_one_line_exit_2_before_any_work(tmp_path, args, message):
     model = "model: {backend: openai, name: m, model: m, base_url: 'http://127.0.0.1:9/v1'}\nbenchmark: humaneval\n"
     (tmp_path / "c.yaml").write_text(model)
     (tmp_path / "bad.yaml").write_text(model + "sampling: {zz: 1}\n")
+    (tmp_path / "graded").mkdir()  # verdicts of `harness evaluate`, no config.yaml
+    (tmp_path / "graded" / "samples.jsonl").write_text("")
     before = tree_digest(tmp_path)
     proc = _harness(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr

@@ -147,3 +147,15 @@ def test_gpu_configs_fail_preflight_clearly_without_gpus(name, message, tmp_path
     lines = proc.stderr.strip().splitlines()
     assert lines[0].startswith("error: ") and message in proc.stderr, proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_grading_a_run_directory_does_not_need_the_models_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("HARNESS_TEST_UNSET_URL", raising=False)
+    path = tmp_path / "config.yaml"
+    model = {"backend": "openai", "name": "m", "model": "m", "base_url": "${HARNESS_TEST_UNSET_URL}"}
+    path.write_text(yaml.safe_dump({"model": model, "benchmark": {"name": "humaneval"}}))
+    with pytest.raises(UserInputError, match="HARNESS_TEST_UNSET_URL is not set"):
+        load_config(path)  # a run or a resume needs the endpoint
+    assert load_config(path, env_required=False).model.base_url == "${HARNESS_TEST_UNSET_URL}"
+    with pytest.raises(UserInputError, match="HARNESS_TEST_UNSET_URL is not set"):
+        load_config(path)  # the leniency ends with the call

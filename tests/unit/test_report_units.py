@@ -218,6 +218,9 @@ def test_published_run_reads_and_recomputes_its_headline():
         (lambda d: d["counts"].update(passed=12), "counts.passed is 12, the stored verdicts give 11"),
         (lambda d: d["counts"].update(tasks=100), "counts.tasks is 100, but 164 tasks have verdicts"),
         (lambda d: d.update(complete=False), None),  # an older file: completeness is not derivable
+        (lambda d: d["dataset"].update(tasks="x"), "its figures cannot be recomputed (ValidationError"),
+        (lambda d: d["provenance"].update(bootstrap="x"), "its figures cannot be recomputed (AttributeError"),
+        (lambda d: d["provenance"].update(bootstrap={"seed": -1}), "its figures cannot be recomputed (ValueError"),
         # A file that records what it is over (selected tasks, expected samples) is checked whole.
         (lambda d: _current(d).update(complete=False), "complete is false, the stored verdicts give true"),
         (lambda d: _current(d)["counts"].update(tasks=165), "counts.tasks is 165, the stored verdicts give 164"),
