@@ -160,6 +160,8 @@ def judge(labels: dict[str, str] | None, busy: bool, me: Owner) -> Verdict:
 
 @dataclass(frozen=True)
 class Entry:
+    """One container in prune's report, with what became of it and why."""
+
     name: str
     state: str
     why: str
@@ -172,6 +174,7 @@ class PruneReport:
     removed: list[Entry] = field(default_factory=list)
     kept: list[Entry] = field(default_factory=list)
     unowned: list[Entry] = field(default_factory=list)
+    failed: list[Entry] = field(default_factory=list)
 
 
 def _containers(client: Any, filters: dict) -> list[dict]:
@@ -183,7 +186,9 @@ def _name(c: dict) -> str:
     return (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/")
 
 
-def _remove(client: Any, c: dict) -> None:
+def _remove(client: Any, c: dict) -> str | None:
+    """Force-remove one container; None when it is gone, else the engine's error (one stuck container
+    must not stop the others' removal)."""
     import docker.errors
 
     try:
@@ -192,7 +197,8 @@ def _remove(client: Any, c: dict) -> None:
         pass  # gone meanwhile (auto_remove, or its owner's own cleanup)
     except docker.errors.APIError as e:
         if e.status_code != 409:  # 409: a removal is already in progress (auto_remove)
-            raise
+            return str(e.explanation or e)[:200]
+    return None
 
 
 def harness_containers(client: Any) -> list[dict]:
@@ -220,8 +226,10 @@ def prune(force_all: bool = False, client: Any = None) -> PruneReport:
         v = judge(c.get("Labels"), state in _BUSY, me)
         if force_all:
             v = Verdict(True, f"--all ({v.why})")
-        if v.remove:
-            _remove(client, c)
+        failed = _remove(client, c) if v.remove else None
+        if failed:
+            report.failed.append(Entry(_name(c), state, f"removal failed: {failed}"))
+            continue
         (report.removed if v.remove else report.kept).append(Entry(_name(c), state, v.why))
     for c in _containers(client, {"name": SWEBENCH_PREFIX}):
         if _name(c).startswith(SWEBENCH_PREFIX) and PID not in (c.get("Labels") or {}):
@@ -240,8 +248,7 @@ def sweep(client: Any, filters: dict, run_dir: str | os.PathLike | None = None) 
     for c in _containers(client, filters):
         labels = c.get("Labels") or {}
         v = judge(labels, c.get("State", "") in _BUSY, me)
-        if v.gone or (v.mine and path is not None and labels.get(RUN_DIR) == path):
-            _remove(client, c)
+        if (v.gone or (v.mine and path is not None and labels.get(RUN_DIR) == path)) and not _remove(client, c):
             removed.append(_name(c))
     return removed
 
@@ -286,11 +293,13 @@ class LabellingClient:
 def main(force_all: bool = False) -> int:
     """`harness sandbox prune`: remove what no live harness owns, print each container's fate; exit code."""
     report = prune(force_all)
-    for title, entries in (("removed", report.removed), ("kept", report.kept), ("left alone", report.unowned)):
+    groups = (("removed", report.removed), ("kept", report.kept), ("left alone", report.unowned))
+    for title, entries in (*groups, ("FAILED", report.failed)):
         for e in entries:
             print(f"{title:<10} {e.name} ({e.state or '?'}): {e.why}")
     print(
         f"removed {len(report.removed)} container(s), kept {len(report.kept)}"
         + (f", left {len(report.unowned)} unlabelled SWE-bench grader container(s) alone" if report.unowned else "")
+        + (f"; {len(report.failed)} could not be removed" if report.failed else "")
     )
-    return 0
+    return 1 if report.failed else 0

@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from harness.benchmarks.swebench import validate_diff
@@ -194,7 +194,11 @@ class SWEBenchScorer(Scorer):
         lock = threading.Lock()
         images_before = _images_size(client)
 
+        stop = threading.Event()
+
         def work(item: tuple[Sample, Submission]) -> None:
+            if stop.is_set():
+                return
             inst, sub = item[0].data, item[1]
             pred = {
                 "model_patch": sub.content,
@@ -208,12 +212,21 @@ class SWEBenchScorer(Scorer):
                 except Exception:
                     pass
             with lock:
-                on_result(res)
-                progress.advance()
+                if not stop.is_set():  # after an interrupt, what fails as its containers go is not a verdict
+                    on_result(res)
+                    progress.advance()
 
+        pool = ThreadPoolExecutor(max_workers=self.cfg.max_workers)
         try:
-            with ThreadPoolExecutor(max_workers=self.cfg.max_workers) as pool:
-                list(pool.map(work, todo))
+            for f in as_completed([pool.submit(work, item) for item in todo]):
+                f.result()
+            pool.shutdown()
+        except BaseException:
+            # Interrupted: drop the queued instances and end those in flight (their containers are removed
+            # below) instead of grading everything left first, as leaving the `with` of an executor would.
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             progress.close()
             _sweep(client, self.out_dir)

@@ -154,3 +154,35 @@ def test_unlabelled_containers_go_only_when_stopped() -> None:
     running, stopped = judge(legacy, True, Owner.current()), judge(legacy, False, Owner.current())
     assert not running.remove and not running.gone
     assert stopped.remove and not stopped.gone  # prune removes it; the automatic sweeps never do
+
+
+class _StuckEngine:
+    """Fault injection: a docker client whose engine fails to remove one container (500 device busy)."""
+
+    def __init__(self, containers: list[dict]) -> None:
+        self.containers_json, self.removed = containers, []
+        self.api = self
+
+    def containers(self, all: bool = True, filters: dict | None = None) -> list[dict]:
+        return self.containers_json
+
+    def remove_container(self, cid: str, force: bool = False) -> None:
+        import docker.errors
+
+        if cid == "stuck":
+            raise docker.errors.APIError("500", explanation="device or resource busy")
+        self.removed.append(cid)
+
+
+def test_one_stuck_container_does_not_stop_prune_and_fails_it(capsys, monkeypatch) -> None:
+    from harness.sandbox import prune as prune_mod
+
+    labels = _dead_owner().labels()
+    engine = _StuckEngine(
+        [{"Id": i, "Names": [f"/harness-{i}"], "State": "exited", "Labels": labels} for i in ("stuck", "fine")]
+    )
+    monkeypatch.setattr(prune_mod, "harness_containers", lambda client: client.containers_json)
+    report = prune_mod.prune(client=engine)
+    assert engine.removed == ["fine"] and [e.name for e in report.failed] == ["harness-stuck"]
+    monkeypatch.setattr(prune_mod, "prune", lambda force_all: report)
+    assert prune_mod.main() == 1 and "device or resource busy" in capsys.readouterr().out
