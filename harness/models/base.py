@@ -8,6 +8,8 @@ empty or invented reply.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,3 +120,39 @@ def make_backend(cfg, run_dir: Path) -> ModelBackend:
     from harness.registry import BACKENDS
 
     return BACKENDS.load(cfg.backend)(cfg, run_dir)
+
+
+class RateLimiter:
+    """Requests/min and tokens/min budgets (token cost estimated up front, corrected after)."""
+
+    def __init__(self, rpm: float | None, tpm: float | None) -> None:
+        self.interval = 60.0 / rpm if rpm else 0.0
+        self.tpm = tpm
+        self.tokens = tpm or 0.0
+        self.next_start = 0.0
+        self.stamp = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, est_tokens: int) -> None:
+        """Wait until one more request of about `est_tokens` tokens fits both budgets."""
+        async with self.lock:
+            now = time.monotonic()
+            if self.interval:
+                wait = self.next_start - now
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self.next_start = max(now, self.next_start) + self.interval
+            if self.tpm:
+                while True:
+                    now = time.monotonic()
+                    self.tokens = min(self.tpm, self.tokens + (now - self.stamp) * self.tpm / 60.0)
+                    self.stamp = now
+                    if self.tokens >= min(est_tokens, self.tpm):
+                        self.tokens -= est_tokens
+                        break
+                    await asyncio.sleep((est_tokens - self.tokens) * 60.0 / self.tpm)
+
+    def settle(self, estimated: int, actual: int | None) -> None:
+        """Correct the token budget once a request's real usage is known."""
+        if self.tpm and actual is not None:
+            self.tokens += estimated - actual

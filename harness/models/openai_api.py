@@ -30,6 +30,7 @@ from harness.models.base import (
     ChatTurn,
     ContextOverflow,
     GenerationFailed,
+    RateLimiter,
     Sink,
     ToolCall,
     is_context_overflow,
@@ -59,40 +60,6 @@ class _Outcome:
 
     def tokens(self) -> tuple[int | None, int | None]:
         return self.usage.get("prompt_tokens"), self.usage.get("completion_tokens")
-
-
-class _RateLimiter:
-    """Requests/min and tokens/min budgets (token cost estimated up front, corrected after)."""
-
-    def __init__(self, rpm: float | None, tpm: float | None) -> None:
-        self.interval = 60.0 / rpm if rpm else 0.0
-        self.tpm = tpm
-        self.tokens = tpm or 0.0
-        self.next_start = 0.0
-        self.stamp = time.monotonic()
-        self.lock = asyncio.Lock()
-
-    async def acquire(self, est_tokens: int) -> None:
-        async with self.lock:
-            now = time.monotonic()
-            if self.interval:
-                wait = self.next_start - now
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                self.next_start = max(now, self.next_start) + self.interval
-            if self.tpm:
-                while True:
-                    now = time.monotonic()
-                    self.tokens = min(self.tpm, self.tokens + (now - self.stamp) * self.tpm / 60.0)
-                    self.stamp = now
-                    if self.tokens >= min(est_tokens, self.tpm):
-                        self.tokens -= est_tokens
-                        break
-                    await asyncio.sleep((est_tokens - self.tokens) * 60.0 / self.tpm)
-
-    def settle(self, estimated: int, actual: int | None) -> None:
-        if self.tpm and actual is not None:
-            self.tokens += estimated - actual
 
 
 def _retry_after(headers) -> float | None:
@@ -163,7 +130,7 @@ class OpenAIBackend:
         self._chat_lock = threading.Lock()
         self._chat_loop: asyncio.AbstractEventLoop | None = None
         self._chat_thread: threading.Thread | None = None
-        self._chat_state: tuple[asyncio.Semaphore, _RateLimiter, Any] | None = None
+        self._chat_state: tuple[asyncio.Semaphore, RateLimiter, Any] | None = None
         # Masked in every error text kept: endpoints echo request headers (the key) and URLs.
         self._secrets = backend_secrets(cfg.base_url, cfg.api_key_env)
 
@@ -259,7 +226,7 @@ class OpenAIBackend:
 
     # -- one request, with the retry policy -------------------------------------------------------
     async def _exchange(
-        self, client, limiter: _RateLimiter, path: str, body: dict, parse: Callable[[object], Any]
+        self, client, limiter: RateLimiter, path: str, body: dict, parse: Callable[[object], Any]
     ) -> _Outcome:
         """POST body to path until parse() accepts a response or the policy gives up."""
         import httpx
@@ -315,7 +282,7 @@ class OpenAIBackend:
 
     async def _generate_all(self, prompts, sampling, needed, sink) -> None:
         sem = asyncio.Semaphore(self.cfg.max_concurrency)
-        limiter = _RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
+        limiter = RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
         async with self._client() as client:
 
             async def one(prompt: Prompt, sample_id: int) -> None:
@@ -356,7 +323,7 @@ class OpenAIBackend:
             raise _Malformed(f"malformed response: {type(e).__name__}: {e}") from None
 
     async def _request(
-        self, client, limiter: _RateLimiter, prompt: Prompt, sample_id: int, sampling: SamplingConfig
+        self, client, limiter: RateLimiter, prompt: Prompt, sample_id: int, sampling: SamplingConfig
     ) -> Generation:
         seed = request_seed(sampling.seed, prompt.task_id, sample_id)
         path, body = self._body(prompt, sampling, seed)
@@ -416,7 +383,7 @@ class OpenAIBackend:
     async def _chat_exchange(self, body: dict) -> _Outcome:
         # Runs on the chat loop's thread only, so the lazy set-up below cannot race.
         if self._chat_state is None:
-            limiter = _RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
+            limiter = RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
             self._chat_state = (asyncio.Semaphore(self.cfg.max_concurrency), limiter, self._client())
         sem, limiter, client = self._chat_state
         async with sem:
