@@ -40,42 +40,6 @@ def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
-def check_out_dir(path: Path, flag: str = "--out") -> None:
-    """A directory the command may create or write to, checked before any work (nothing is written)."""
-    import os
-    import tempfile
-
-    if path.exists() and not path.is_dir():
-        raise UserInputError(f"{flag} {path}: exists and is not a directory")
-    ancestor = path
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UserInputError(f"{flag} {path}: {ancestor} is a file, not a directory")
-    try:
-        if not os.access(ancestor, os.W_OK | os.X_OK):
-            raise PermissionError(f"no write permission on {ancestor}")
-        tempfile.TemporaryDirectory(dir=ancestor, prefix=".harness-probe-").cleanup()  # read-only mounts
-    except OSError as e:
-        raise UserInputError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
-
-
-# Grading flags of `harness evaluate`, by the config key each sets. "{workers}" and "{timeout}" are the
-# keys the benchmark names (its scorer's settings live in the benchmark's or the sandbox's section).
-GRADING_FLAGS = {
-    "--sandbox": "sandbox.kind",
-    "--memory-mb": "sandbox.memory_mb",
-    "--workers": "{workers}",
-    "--timeout": "{timeout}",
-}
-PREDICTION_FLAGS = {
-    "--dataset-path": "benchmark.path",
-    "--limit": "benchmark.limit",
-    "--instance-id": "benchmark.instance_ids",
-    "--images": "benchmark.images",
-}
-
-
 @app.command()
 def evaluate(
     target: str = typer.Argument(..., help="A benchmark (see `harness list`) or a run directory."),
@@ -103,6 +67,8 @@ def evaluate(
     """Grade a predictions file produced by anyone (or a run directory's generations), with resume."""
     import time
 
+    from harness.cli_eval import check_out_dir, evaluate_file, evaluate_run_dir
+
     grading = {"--sandbox": sandbox, "--memory-mb": memory_mb, "--workers": workers, "--timeout": timeout}
     predicting = {
         "--dataset-path": dataset_path,
@@ -128,84 +94,22 @@ def evaluate(
         ]
         if given or gold:
             raise UserInputError(f"{', '.join(given or ['--gold'])}: not for a run directory (its config.yaml decides)")
-        results, out = _evaluate_run_dir(Path(target), grading, sets, quiet, regrade), Path(target)
+        results, out = evaluate_run_dir(Path(target), grading, sets, quiet, regrade), Path(target)
     else:
         if out is None or (samples is None) == (not gold):
             raise UserInputError(
                 f"usage: harness evaluate BENCHMARK PREDICTIONS --out DIR (or --gold instead of PREDICTIONS), "
                 f"or harness evaluate RUN_DIR (got {target!r})"
             )
-        results = _evaluate_file(
+        results = evaluate_file(
             target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet, regrade
         )
     _finish(results, time.monotonic() - t0, out, quiet, allow_incomplete)
 
 
-def _overrides(bench_cls, flags: dict[str, object], table: dict[str, str], uses_sandbox: bool) -> list[str]:
-    """--set assignments for the flags given; a flag the benchmark does not take is bad input."""
-    import json
-
-    keys = {"{workers}": bench_cls.workers_key, "{timeout}": bench_cls.timeout_key}
-    out = []
-    for flag, value in flags.items():
-        if value is None:
-            continue
-        key = keys.get(table[flag], table[flag])
-        section, _, field = key.partition(".")
-        if section == "sandbox" and not uses_sandbox:
-            raise UserInputError(f"{flag}: does not apply to {bench_cls.name} (its scorer does not use the sandbox)")
-        if section == "benchmark" and field not in bench_cls.Config.model_fields:
-            allowed = ", ".join(k for k in bench_cls.Config.model_fields if k != "name")
-            raise UserInputError(f"{flag}: does not apply to {bench_cls.name} (its settings: {allowed})")
-        out.append(f"{key}={json.dumps(value)}")
-    return out
-
-
-def _evaluate_file(target, samples, out, dataset, grading, predicting, sets, model_name, seed, quiet, regrade):
-    from pydantic import ValidationError
-
-    from harness.config import SandboxConfig, apply_override, format_error, plugin_config
-    from harness.pipeline import evaluate_predictions, load_benchmark
-    from harness.registry import BENCHMARKS, SCORERS
-
-    if target not in BENCHMARKS:
-        raise UserInputError(f"unknown benchmark {target!r}; expected one of: {', '.join(BENCHMARKS.names())}")
-    data: dict = {"benchmark": {"name": target}, "sandbox": {}}
-    if dataset is not None:
-        data["benchmark"].update(BENCHMARKS.load(target).dataset_option(dataset))
-    bench_cls = BENCHMARKS.load(data["benchmark"]["name"])
-    uses_sandbox = SCORERS.load(bench_cls.scorer).uses_sandbox
-    for o in _overrides(bench_cls, {**grading, **predicting}, {**GRADING_FLAGS, **PREDICTION_FLAGS}, uses_sandbox):
-        apply_override(data, o)
-    for o in sets:
-        if not o.startswith(("benchmark.", "sandbox.")):
-            raise UserInputError(f"--set {o!r}: evaluate takes benchmark.* and sandbox.* settings")
-        if o.startswith("sandbox.") and not uses_sandbox:
-            raise UserInputError(f"--set {o!r}: {bench_cls.name}'s scorer does not use the sandbox")
-        apply_override(data, o)
-    bench = load_benchmark(plugin_config("benchmarks", "benchmark", data["benchmark"], "command line"))
-    try:
-        sandbox_cfg = SandboxConfig.model_validate(data["sandbox"])
-    except ValidationError as e:
-        raise UserInputError(format_error("command line", e, SandboxConfig, "sandbox")) from None
-    return evaluate_predictions(bench, samples, out, sandbox_cfg, model_name, seed, quiet, regrade)
-
-
-def _evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool, regrade: bool):
-    from harness.config import load_config
-    from harness.pipeline import Pipeline
-    from harness.registry import BENCHMARKS, SCORERS
-    from harness.rundir import config_path
-
-    path = config_path(run_dir)
-    name = load_config(path, env_required=False).benchmark.name
-    bench_cls = BENCHMARKS.load(name)
-    overrides = _overrides(bench_cls, grading, GRADING_FLAGS, SCORERS.load(bench_cls.scorer).uses_sandbox)
-    cfg = load_config(path, [*overrides, *sets], env_required=False)
-    return Pipeline(cfg, quiet).evaluate(run_dir, regrade)
-
-
 def _finish(results, wall_s: float, out: Path, quiet: bool, allow_incomplete: bool) -> None:
+    from harness.cli_eval import print_summary
+
     if not quiet:
         print_summary(results, wall_s, out)
     for note in results.provenance.get("input_notes") or []:  # about the input: shown even with --quiet
@@ -221,32 +125,6 @@ def _finish(results, wall_s: float, out: Path, quiet: bool, allow_incomplete: bo
     if not results.complete and not allow_incomplete:
         _err(f"run incomplete: {results.incomplete_reason}")
         raise typer.Exit(1)
-
-
-def print_summary(results, wall_s: float, out: Path) -> None:
-    """The headline with its CI, the other metrics, the counts by status, completeness."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{results.benchmark} - {results.model}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    m, c = results.metrics, results.counts
-    for k, v in m.items():
-        if not k.endswith("_ci95"):
-            table.add_row(k, f"{v:.4f}")
-        else:
-            table.add_row(f"{k[:-5]} 95% CI", f"[{v[0]:.4f}, {v[1]:.4f}]")
-    table.add_row("tasks / samples", f"{c['tasks']} / {c['samples']}")
-    skip = {"tasks", "samples", "graded_tasks", "dataset_tasks"}
-    for k, v in c.items():
-        if k not in skip and v is not None:
-            table.add_row(k, str(v))
-    graded = results.provenance.get("graded_this_session", 0)
-    table.add_row("wall time", f"{wall_s:.2f} s ({graded} graded now)")
-    table.add_row("complete", "yes" if results.complete else "NO")
-    Console().print(table)
-    print(f"results: {out / 'results.json'}")
 
 
 def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resume: Path | None):
@@ -265,6 +143,7 @@ def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resum
 
 def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
     """Load the config, pre-flight everything (nothing written before), then the run directory."""
+    from harness.cli_eval import check_out_dir
     from harness.config import resolved_dict
     from harness.interrupt import set_resume_hint
     from harness.pipeline import Pipeline
@@ -390,6 +269,7 @@ def report(
     title: str = typer.Option("Replicated results", "--title", help="Site title."),
 ) -> None:
     """Build a static comparison site (pages, data/*.json, tables/*.md|csv) that works offline from file://."""
+    from harness.cli_eval import check_out_dir
     from harness.report.site import ReportRequest, build
 
     if len(compare) % 2:
