@@ -23,6 +23,7 @@ import harness
 SANDBOX_LABEL = "org.harness.sandbox"  # the pool's session label (docker.LABEL), older than the owner labels
 _P = "org.harness.owner."
 RUN, RUN_DIR, HOST, BOOT_ID, PID, START = (_P + k for k in ("run", "run_dir", "host", "boot_id", "pid", "start"))
+PIDNS = _P + "pid_ns"  # pids mean something only inside one pid namespace (a harness in a container has its own)
 VERSION = "org.harness.version"
 SWEBENCH_PREFIX = "sweb.eval."  # the official grader's container names: sweb.eval.<instance>.<run_id>
 _BUSY = ("running", "restarting", "paused")  # container states in which someone may be using it
@@ -54,6 +55,14 @@ def process_start(pid: int) -> str | None:
     return rest[19]
 
 
+def pid_ns() -> str:
+    """This process's pid namespace ("" where the kernel does not show it)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def boot_id() -> str:
     """This kernel's boot id ("" where the kernel does not publish one)."""
     try:
@@ -72,13 +81,16 @@ class Owner:
     start: str  # process_start(pid) when the container was made; "" where unknown
     run: str = ""
     run_dir: str = ""
+    pid_ns: str = ""
 
     @classmethod
     def current(cls, run_dir: str | os.PathLike | None = None) -> Owner:
         """This process, owning containers made for the run in `run_dir` (none: not for a run)."""
         pid = os.getpid()
         path = os.path.abspath(run_dir) if run_dir else ""
-        return cls(socket.gethostname(), boot_id(), pid, process_start(pid) or "", os.path.basename(path), path)
+        return cls(
+            socket.gethostname(), boot_id(), pid, process_start(pid) or "", os.path.basename(path), path, pid_ns()
+        )
 
     def labels(self) -> dict[str, str]:
         """The labels a container of this owner carries (with the harness version)."""
@@ -89,6 +101,7 @@ class Owner:
             BOOT_ID: self.boot_id,
             PID: str(self.pid),
             START: self.start,
+            PIDNS: self.pid_ns,
             VERSION: harness.__version__,
         }
 
@@ -103,9 +116,10 @@ class Owner:
         if pid <= 0 or not labels.get(HOST):
             return None
         get = labels.get
-        return cls(labels[HOST], get(BOOT_ID, ""), pid, get(START, ""), get(RUN, ""), get(RUN_DIR, ""))
+        return cls(labels[HOST], get(BOOT_ID, ""), pid, get(START, ""), get(RUN, ""), get(RUN_DIR, ""), get(PIDNS, ""))
 
     def describe(self) -> str:
+        """`run NAME, pid N on HOST`, for prune's report."""
         run = f"run {self.run}" if self.run else "no run"
         return f"{run}, pid {self.pid} on {self.host}"
 
@@ -149,6 +163,8 @@ def judge(labels: dict[str, str] | None, busy: bool, me: Owner) -> Verdict:
     who = owner.describe()
     if owner.host != me.host:
         return Verdict(False, f"{who}: another host's container; its owner cannot be checked from here")
+    if owner.pid_ns and me.pid_ns and owner.pid_ns != me.pid_ns:
+        return Verdict(False, f"{who}: made in another pid namespace (a container?); its owner cannot be checked here")
     if owner.boot_id and me.boot_id and owner.boot_id != me.boot_id:
         return Verdict(True, f"{who}: owner gone (the host rebooted since)", gone=True)
     if (owner.pid, owner.start) == (me.pid, me.start):

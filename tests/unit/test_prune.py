@@ -136,6 +136,14 @@ def test_another_hosts_container_is_left_alone() -> None:
     assert not v.remove and not v.gone and "another host" in v.why
 
 
+def test_a_container_made_in_another_pid_namespace_is_left_alone() -> None:
+    dead = _dead_owner()  # gone here; but a pid of another namespace says nothing about this one's processes
+    assert judge(dead.labels(), False, Owner.current()).gone
+    other = Owner(dead.host, dead.boot_id, dead.pid, dead.start, dead.run, dead.run_dir, "pid:[4026530000]")
+    v = judge(other.labels(), False, Owner.current())
+    assert not v.remove and not v.gone and "another pid namespace" in v.why
+
+
 def test_an_owner_from_an_earlier_boot_is_gone() -> None:
     me = Owner.current()
     old = Owner(me.host, "0" * 8, os.getpid(), me.start, "before-reboot")  # even with our own pid
