@@ -154,6 +154,10 @@ def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
     if run_id is not None and resume is None:
         check_new_run_dir(out / run_id)
     cfg = _load_for_run(config, sets, limit, resume)
+    if resume is not None:
+        from harness import reaper
+
+        reaper.check_leftovers(resume)  # a live run there: exit 2; a dead run's vLLM processes: listed and stopped
     pipe = Pipeline(cfg, quiet)
     pipe.preflight(grading=grading, run_dir=resume)
     if resume is not None:
