@@ -66,6 +66,10 @@ def test_output_to_reaches_children_started_meanwhile(tmp_path, capfd):
 
 def test_engine_log_follows_vllm_logger_then_gives_it_back(tmp_path, capsys):
     logger = logging.getLogger("vllm")
+    # vLLM's own handler is there when vllm was imported earlier in the session: only this test's counts here.
+    saved, level = logger.handlers[:], logger.level
+    for h in saved:
+        logger.removeHandler(h)
     handler = logging.StreamHandler(sys.stdout)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -79,6 +83,9 @@ def test_engine_log_follows_vllm_logger_then_gives_it_back(tmp_path, capsys):
         assert capsys.readouterr().out == "after close\n"
     finally:
         logger.removeHandler(handler)
+        for h in saved:
+            logger.addHandler(h)
+        logger.setLevel(level)
 
 
 def test_failed_names_the_exception_and_the_logs_errors(tmp_path):
