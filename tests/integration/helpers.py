@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
+
+import psutil
 
 from harness.config import SandboxConfig, plugin_config
 from harness.pipeline import evaluate_predictions, load_benchmark
@@ -92,3 +97,49 @@ def run_reference_sandboxed(code: str, args: list[str], workdir: Path, timeout: 
     ]
     argv += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir), sys.executable, "-c", code, *args]
     subprocess.run(argv, check=True, capture_output=True, timeout=timeout)
+
+
+Ident = tuple[int, float]  # pid, create time
+
+
+def tree(pid: int) -> dict[Ident, str]:
+    """The live descendants of pid, by (pid, create time), with their command lines."""
+    out = {}
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return out
+    for k in kids:
+        try:
+            out[(k.pid, k.create_time())] = " ".join(k.cmdline())[:200] or k.name()
+        except psutil.Error:
+            pass
+    return out
+
+
+def alive(ident: Ident) -> bool:
+    """Whether the process (pid, create time) still runs: a reused pid is another process."""
+    try:
+        return psutil.Process(ident[0]).create_time() == ident[1]
+    except psutil.NoSuchProcess:
+        return False
+
+
+def survivors(recorded: dict[Ident, str], within_s: float = 0.0) -> dict[Ident, str]:
+    """Those of the recorded processes still alive after up to within_s seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = {i: c for i, c in recorded.items() if alive(i)}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.5)
+
+
+def cleanup(recorded: dict[Ident, str]) -> None:
+    """SIGKILL whichever of the recorded processes are still the same processes."""
+    for ident in recorded:
+        if alive(ident):
+            try:
+                os.kill(ident[0], signal.SIGKILL)
+            except ProcessLookupError:
+                pass

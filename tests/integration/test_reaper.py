@@ -1,13 +1,11 @@
-"""kill -9 of `harness run` on the in-process vLLM engine (real vLLM CPU build, real tiny model).
+"""kill -9 of `harness run` on the vllm-server backend (real vLLM CPU build, real tiny model).
 
-The engine runs in processes of its own (VLLM::EngineCore, its worker, multiprocessing's resource
-tracker); killing the harness must not leave them running, and `--resume` must find and stop what a
-run whose watchdog was also gone left behind. Processes are identified by pid and create time,
-recorded from the harness's process tree before the kill, so a reused pid never counts.
-
-Two engine starts in all (each ~35 s of CPU here): the in-process engine, then `vllm serve`; the
-resume in the second test is killed as soon as it has reported the leftovers and started its own
-server, long before that server is up.
+`vllm serve` runs in a session of its own; killing the harness must not leave it running, and
+`--resume` must find and stop what a run whose watchdog was also gone left behind. Processes are
+identified by pid and create time, recorded from the harness's process tree before the kill, so a
+reused pid never counts. The in-process engine's case is part of the kill -9 / resume test in
+test_vllm_cpu.py (one engine start serves both). One engine start here: the resume is killed as
+soon as it has reported the leftovers and started its own server, long before that server is up.
 """
 
 from __future__ import annotations
@@ -20,17 +18,19 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 from tests.conftest import REPO, TINY_VLLM
+from tests.integration.helpers import Ident
+from tests.integration.helpers import cleanup as _cleanup
+from tests.integration.helpers import survivors as _survivors
+from tests.integration.helpers import tree as _tree
 
 pytestmark = pytest.mark.vllm
 
 SMOKE = REPO / "configs/smoke-tiny.yaml"
 LIMIT = 4
-Ident = tuple[int, float]  # pid, create time
 
 
 def _argv(config: Path, out: Path, run_id: str, *sets: str) -> list[str]:
@@ -55,47 +55,6 @@ def _popen(argv: list[str], tiny_model: str, log: Path, **env: str) -> subproces
         )
 
 
-def _tree(pid: int) -> dict[Ident, str]:
-    """The live descendants of pid, by (pid, create time), with their command lines."""
-    out = {}
-    try:
-        kids = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return out
-    for k in kids:
-        try:
-            out[(k.pid, k.create_time())] = " ".join(k.cmdline())[:200] or k.name()
-        except psutil.Error:
-            pass
-    return out
-
-
-def _alive(ident: Ident) -> bool:
-    try:
-        return psutil.Process(ident[0]).create_time() == ident[1]
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _survivors(recorded: dict[Ident, str], within_s: float = 0.0) -> dict[Ident, str]:
-    """Those of the recorded processes still alive after up to within_s seconds."""
-    deadline = time.monotonic() + within_s
-    while True:
-        left = {i: c for i, c in recorded.items() if _alive(i)}
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.5)
-
-
-def _cleanup(recorded: dict[Ident, str]) -> None:
-    for ident in recorded:
-        if _alive(ident):
-            try:
-                os.kill(ident[0], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 def _engine_busy(proc: subprocess.Popen, run_dir: Path, log: Path, timeout_s: float = 600) -> dict[Ident, str]:
     """Wait until the engine's processes exist and it has written a generation; return the tree."""
     gens = run_dir / "generations.jsonl"
@@ -112,27 +71,6 @@ def _engine_busy(proc: subprocess.Popen, run_dir: Path, log: Path, timeout_s: fl
 def _kill_9(proc: subprocess.Popen) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def test_kill_9_of_harness_run_leaves_no_engine_process(tiny_model, tmp_path):
-    log = tmp_path / "console.log"
-    proc = _popen(_argv(SMOKE, tmp_path, "killed", "model.chunk_size=1"), tiny_model, log)
-    recorded: dict[Ident, str] = {}
-    try:
-        recorded = _engine_busy(proc, tmp_path / "killed", log)
-        assert sum("EngineCore" in c for c in recorded.values()) == 1, recorded
-        _kill_9(proc)
-        left = _survivors(recorded, within_s=30)
-        assert not left, f"still running 30 s after kill -9 of the harness: {left}"
-    finally:
-        if proc.poll() is None:
-            _kill_9(proc)
-        _cleanup(recorded)
-    # The engine's start-up log went to the run directory, not to the console.
-    console = log.read_text(errors="replace")
-    engine_log = (tmp_path / "killed" / "engine.log").read_text(errors="replace")
-    assert "Loading safetensors checkpoint shards" in engine_log  # written by the engine's own process
-    assert "Loading safetensors" not in console and " INFO " not in console, console[-3000:]
 
 
 def _server_config(tmp_path: Path) -> Path:

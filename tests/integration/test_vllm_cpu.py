@@ -26,6 +26,7 @@ from harness.models.base import ContextOverflow
 from harness.models.openai_api import OpenAIBackend
 from harness.models.vllm_engine import VLLMBackend, extract_tool_calls
 from tests.conftest import TINY_VLLM
+from tests.integration.helpers import cleanup, survivors, tree
 
 pytestmark = pytest.mark.vllm
 
@@ -103,6 +104,9 @@ def test_in_process_engine_end_to_end(engine_run):
 
 
 def test_kill_9_during_generation_then_resume_gives_the_same_result(engine_run, tiny_model, tmp_path):
+    """kill -9 of the harness alone (as `kill -9 PID` does): the engine's processes go with it (the
+    watchdog, harness/reaper.py), vLLM's output went to the run directory, and the resume completes
+    the run with the same generations as an uninterrupted one."""
     cmd = [
         "run",
         str(REPO / "configs/smoke-tiny.yaml"),
@@ -116,24 +120,39 @@ def test_kill_9_during_generation_then_resume_gives_the_same_result(engine_run, 
         "model.chunk_size=2",
         "--set",
         "model.dtype=float32",
-        "--quiet",
     ]
     env = dict(os.environ, HARNESS_TINY_MODEL=tiny_model)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", *cmd],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "console.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *cmd],
+            env=env,
+            start_new_session=True,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     gens = tmp_path / "killed" / "generations.jsonl"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
         if gens.exists() and len(gens.read_bytes().splitlines()) >= 2:
             break
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    recorded = tree(proc.pid)
+    try:
+        assert sum("EngineCore" in c for c in recorded.values()) == 1, recorded
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        left = survivors(recorded, within_s=30)
+        assert not left, f"still running 30 s after kill -9 of the harness: {left}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        cleanup(recorded)
+    console = log.read_text(errors="replace")
+    engine_log = (tmp_path / "killed" / "engine.log").read_text(errors="replace")
+    assert "Loading safetensors checkpoint shards" in engine_log  # written by the engine's own process
+    assert "Loading safetensors" not in console and " INFO " not in console, console[-3000:]
     partial = len(gens.read_bytes().splitlines())
     assert 2 <= partial < LIMIT
     resumed = _harness(["run", "--resume", str(tmp_path / "killed"), "--quiet"], tiny_model)
