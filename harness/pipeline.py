@@ -89,6 +89,7 @@ class Pipeline:
                 tokens += g.completion_tokens or 0
                 subs.append(self.bench.submission(s, i, g.answer))
         gen_prov = read_generation_provenance(run_dir)
+        config_sha = sha256_file(run_dir / CONFIG_FILE)
         if gen_prov.get("generation_wall_s"):
             gen_prov["completion_tokens_total"] = tokens
         return score(
@@ -103,10 +104,10 @@ class Pipeline:
             expected_samples=len(samples) * self.cfg.sampling.n,
             generation_errors=gen_errors,
             selected=[s.task_id for s in samples],
-            source={"kind": "run", "config_sha256": sha256_file(run_dir / CONFIG_FILE)},
+            source={"kind": "run", "config_sha256": config_sha},
             extra_provenance={
                 "model": gen_prov,
-                "config_sha256": sha256_file(run_dir / CONFIG_FILE),
+                "config_sha256": config_sha,
                 "run_dir": str(run_dir),
             },
             regrade=regrade,
