@@ -81,6 +81,9 @@ class VLLMSettings(_ModelBase):
     trust_remote_code: bool = False
     download_dir: str | None = None
     seed: int = 0
+    tool_call_parser: str | None = Field(
+        None, description="vLLM's tool-call parser (hermes, llama4_pythonic, ...): OpenAI tool calls for agents"
+    )
     engine_args: dict[str, Any] = Field(default_factory=dict, description="passed through to vLLM")
 
     @field_validator("download_dir")

@@ -111,6 +111,7 @@ class Pipeline:
                 "run_dir": str(run_dir),
             },
             regrade=regrade,
+            variant=self.solver.variant,
         )
 
 
@@ -142,6 +143,7 @@ def score(
     extra_provenance: dict | None = None,
     reference: bool = False,
     regrade: bool = False,
+    variant: str | None = None,
 ) -> Results:
     """Grade the submissions without a final verdict in out_dir, then write samples.jsonl and results.json.
 
@@ -193,6 +195,7 @@ def score(
             generation_errors,
             seed,
             reference,
+            variant,
         )
         results.provenance = {
             **prov,

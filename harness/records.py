@@ -207,6 +207,7 @@ _GEN_FIELDS = (
     "seed",
     "error",
     "attempts",
+    "info",
 )
 
 
@@ -216,6 +217,7 @@ class GenerationRow(Generation):
 
     kind: str | None = None
     code: str | None = None
+    info: dict | None = None  # the solver's own record of the sample (an agent's exit status, steps, diff)
 
     @property
     def ok(self) -> bool:
@@ -237,9 +239,9 @@ class GenerationRow(Generation):
         )
 
     @classmethod
-    def of(cls, g: Generation, answer: Answer | None) -> GenerationRow:
+    def of(cls, g: Generation, answer: Answer | None, info: dict | None = None) -> GenerationRow:
         kept = {"kind": answer.kind, "code": answer.code} if answer else {}
-        return cls(**dataclasses.asdict(g), **kept)
+        return cls(**dataclasses.asdict(g), **kept, info=info)
 
 
 class DatasetInfo(BaseModel):
@@ -278,6 +280,7 @@ class Results(BaseModel):
     incomplete_reason: str | None = None
     headline: Headline | None = None  # absent in files written before it existed: the report derives it
     leaderboard: str | None = None
+    variant: str | None = None  # the solver's own leaderboard (e.g. agent-tools); None: single-turn
     metrics: dict[str, Any]
     counts: dict[str, int | None]
     dataset: dict[str, Any]

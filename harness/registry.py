@@ -99,6 +99,7 @@ BENCHMARKS.register(
     "swebench", "harness.benchmarks.swebench_bench:SWEBench", "SWE-bench lite/verified/full/dev or a local file"
 )
 SOLVERS.register("single-turn", "harness.solvers.single_turn:SingleTurn", "all prompts batched to the backend")
+SOLVERS.register("agent", "harness.solvers.agent:AgentSolver", "mini-swe-agent in each SWE-bench instance's container")
 SCORERS.register("exec", "harness.scoring.exec:ExecScorer", "programs in the sandbox pool")
 SCORERS.register("swebench", "harness.scoring.swebench:SWEBenchScorer", "patches through the official swebench")
 SANDBOXES.register("docker", "harness.sandbox.docker:DockerSandbox", "warm pool of locked-down containers")

@@ -287,8 +287,7 @@ class VLLMBackend:
             tokenizer = llm.get_tokenizer()
         content: str | None = o.text
         calls: tuple[ToolCall, ...] = ()
-        # The config gains `tool_call_parser` with the agent solver; until then chat returns text only.
-        parser = getattr(self.cfg, "tool_call_parser", None)
+        parser = self.cfg.tool_call_parser
         if tools and parser:
             content, calls = extract_tool_calls(tokenizer, parser, o.text, messages, tools)
         finish = "tool_calls" if calls and o.finish_reason == "stop" else o.finish_reason

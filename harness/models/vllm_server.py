@@ -7,7 +7,7 @@ directory; it is stopped on close(), on Ctrl-C and on errors (the pipeline close
 harness.reaper's watchdog stops that group. generate() and chat() both go through one
 OpenAIBackend client (retries, concurrency cap); the first call starts the server, once, whichever
 thread makes it. Tools in chat() are passed through: the server answers with tool calls only when
-it was started with a tool-call parser (e.g. engine_args enable_auto_tool_choice and tool_call_parser).
+it was started with a tool-call parser (`tool_call_parser: NAME` starts it with --enable-auto-tool-choice).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def server_argv(cfg: VLLMServerModel, port: int) -> list[str]:
         if v is not None and not (f.endswith("_size") and v == 1):
             argv += [f"--{f.replace('_', '-')}", str(v)]
     argv += [f"--{f.replace('_', '-')}" for f in BOOL_FLAGS if getattr(cfg, f)]
+    if cfg.tool_call_parser:  # OpenAI tool calls in chat answers (the agent's `actions: tools`)
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", cfg.tool_call_parser]
     if cfg.enable_prefix_caching is not None:
         argv.append("--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching")
     for k, v in cfg.engine_args.items():

@@ -200,6 +200,7 @@ def _check_consistent(path: Path, res: Results, samples: list[SampleResult]) -> 
             gen_errors,
             seed,
             "gold_check" in res.to_json(),
+            res.variant,
         )
     except (ValueError, TypeError, AttributeError) as e:  # hand-edited dataset or bootstrap fields
         msg = str(e).splitlines()[0]

@@ -129,13 +129,14 @@ class Owner:
         return start is not None and (not start or not self.start or start == self.start)
 
 
-def container_name(run: str, pid: int, serial: int) -> str:
-    """A readable docker name `harness-<run>-<pid>-w<serial>`; the run part is sanitized and cut.
+def container_name(run: str, pid: int, serial: int, role: str = "w") -> str:
+    """A readable docker name `harness-<run>-<pid>-<role><serial>` (w: a sandbox worker, a: an agent's
+    instance container); the run part is sanitized and cut.
 
     Docker names match [a-zA-Z0-9][a-zA-Z0-9_.-]*; any other run of characters becomes one "-".
     """
     part = re.sub(r"[^a-zA-Z0-9_.-]+", "-", run).strip("-_.")[:40].rstrip("-_.")
-    return "-".join(p for p in ("harness", part, str(pid), f"w{serial}") if p)
+    return "-".join(p for p in ("harness", part, str(pid), f"{role}{serial}") if p)
 
 
 @dataclass(frozen=True)

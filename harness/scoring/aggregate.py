@@ -35,6 +35,7 @@ def compute(
     generation_errors: int,
     seed: int,
     reference: bool = False,
+    variant: str | None = None,
 ) -> Results:
     """results.json without provenance, from the verdicts of one run directory."""
     per_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -74,7 +75,8 @@ def compute(
         complete=complete,
         incomplete_reason=None if complete else "; ".join(reasons) + "; resume to retry exactly those",
         headline=Headline(metric=bench.headline_metric, value=value) if value is not None else None,
-        leaderboard=bench.leaderboard(info),
+        leaderboard=bench.leaderboard(info) + (f"-{variant}" if variant else ""),
+        variant=variant,
         metrics=m,
         counts={
             "tasks": len(selected),

@@ -27,6 +27,12 @@ class Solver(ABC):
     def __init__(self, cfg: PluginConfig, run: RunConfig) -> None:
         self.cfg, self.run = cfg, run
 
+    @property
+    def variant(self) -> str | None:
+        """A solver whose figures must never be ranked beside single-turn ones names its own leaderboard
+        suffix here (the agent: `agent-tools`); None ranks with the benchmark's plain leaderboard."""
+        return None
+
     def check(self, bench: Benchmark, run_dir: Path | None = None) -> None:
         """Pre-flight of the model side (backend reachable, settings valid); fail in seconds. With the
         run directory of a resumed run, a solver with nothing left to do needs no model."""

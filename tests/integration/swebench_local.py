@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -62,8 +63,14 @@ HANG_OPS = OPS.replace("    return a - b", "    while True:\n        pass")
 BREAK_MUL_OPS = GOOD_OPS.replace("return a * b", "return a + b")
 
 
+# Fixed dates: the base commit's hash is the same on every build, so it matches a cached instance image.
+_GIT_ENV = {**os.environ, "GIT_AUTHOR_DATE": "2026-11-25T00:00:00Z", "GIT_COMMITTER_DATE": "2026-11-25T00:00:00Z"}
+
+
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=_GIT_ENV
+    ).stdout
 
 
 def _diff(repo: Path, path: str, new_text: str) -> str:
@@ -123,7 +130,7 @@ def build(client, workdir: Path, log=print) -> dict:
     repo, base = make_repo(workdir)
     gold = _diff(repo, "calc/ops.py", GOOD_OPS)
     test_patch = _diff(repo, "tests/test_ops.py", TESTS_AFTER)
-    inst_hash = hashlib.sha256((base_tag + OPS + TESTS).encode()).hexdigest()[:12]
+    inst_hash = hashlib.sha256((base_tag + OPS + TESTS + base).encode()).hexdigest()[:12]
     image = f"harness-swebench/calc-1:{inst_hash}"
     try:
         client.images.get(image)

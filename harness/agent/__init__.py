@@ -1,0 +1,8 @@
+"""The agentic SWE-bench solver's parts: mini-swe-agent's scaffold driven by the harness.
+
+- scaffold.py: the mini-swe-agent config (the package's SWE-bench configs or the user's), and the
+  model adapter that sends each turn through a harness backend and parses it with the package's code;
+- container.py: the hardened per-instance container the agent's commands run in;
+- instance.py: one instance from a clean container to an exit status, a patch and trajectories;
+- the solver itself is harness/solvers/agent.py.
+"""

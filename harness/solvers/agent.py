@@ -1,0 +1,280 @@
+"""The `agent` solver: mini-swe-agent works in each SWE-bench instance's container over many turns.
+
+Each instance runs in its own hardened container (harness/agent/container.py), `workers` at once.
+Its outcome is one generations.jsonl row, written when it ends: the submitted patch (graded by the
+official swebench package like any patch), the exit status, steps, tokens, and the `git diff` the
+agent left in the worktree (recorded, not graded). Generation and environment errors are error rows
+(never scored; the run is incomplete and resume retries them); an instance in flight when the run
+died has no row, and resume starts it again in a clean container.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from harness import provenance
+from harness.config import PluginConfig, expand_env_fields
+from harness.errors import UserInputError
+from harness.progress import Progress
+from harness.records import Answer, Generation, GenerationRow, Sample
+from harness.redact import redact_text
+from harness.rundir import GenerationWriter, read_generation_provenance, read_generations, write_generation_provenance
+from harness.solvers.base import Solver
+
+if TYPE_CHECKING:
+    from harness.agent.instance import Outcome
+    from harness.agent.scaffold import Scaffold
+    from harness.benchmarks.base import Benchmark
+
+TRAJECTORIES = "trajectories"
+
+
+class AgentConfig(PluginConfig):
+    name: Literal["agent"]
+    actions: Literal["tools", "text"] = Field("tools", description="tools: OpenAI tool calls; text: one code block")
+    config: str | None = Field(None, description="a mini-swe-agent config file (default: the package's)")
+    step_limit: int | None = Field(None, ge=0, description="model calls per instance (default: the config's, 250)")
+    command_timeout_s: int | None = Field(None, ge=1, description="per command (default: the config's, 60)")
+    instance_time_limit_s: int = Field(3600, ge=0, description="wall time per instance; 0: none")
+    workers: int = Field(4, ge=1, description="instances in flight at once, each in its own container")
+    network: bool = Field(False, description="give the containers a network (default: none)")
+    memory_mb: int = Field(4096, ge=128)
+    pids_limit: int = Field(1024, ge=16)
+    cpus: float = Field(2.0, gt=0)
+    disk_mb: int = Field(4096, ge=16, description="the container's writable layer, and any one file")
+    expand = expand_env_fields("config")
+
+
+class AgentSolver(Solver):
+    """mini-swe-agent's loop, prompts and parsing; the harness's backends and hardened containers."""
+
+    Config = AgentConfig
+
+    def __init__(self, cfg: AgentConfig, run) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(cfg, run)
+        self.cfg: AgentConfig = cfg
+        self._scaffold: Scaffold | None = None
+
+    @property
+    def variant(self) -> str:
+        """Agent runs rank on their own leaderboard, per action format."""
+        return f"agent-{self.cfg.actions}"
+
+    @property
+    def scaffold(self) -> Scaffold:
+        from harness.agent.scaffold import load_scaffold
+
+        if self._scaffold is None:
+            self._scaffold = load_scaffold(self.cfg.actions, self.cfg.config)
+        return self._scaffold
+
+    def check(self, bench: Benchmark, run_dir: Path | None = None) -> None:
+        if bench.name != "swebench":
+            raise UserInputError(f"solver.name agent: works on SWE-bench instances, not benchmark {bench.name!r}")
+        if self.run.sampling.n != 1:
+            raise UserInputError("sampling.n: the agent solver runs each instance once; set sampling.n: 1")
+        self.scaffold  # noqa: B018 - the package is installed and the config loads
+        m = self.run.model
+        # A server the harness starts gets the parser's flags; an attached one was started with its own.
+        local = m.backend == "vllm" or (m.backend == "vllm-server" and not m.base_url)
+        if self.cfg.actions == "tools" and local and not m.tool_call_parser:
+            raise UserInputError(
+                f"solver.actions tools: model.tool_call_parser is not set, so {m.backend} would answer in text "
+                "only; set it (e.g. hermes for Qwen, llama4_pythonic for Llama 4) or use solver.actions: text"
+            )
+        samples = bench.load()[0]
+        todo = self.needed(samples, run_dir) if run_dir is not None else [s.task_id for s in samples]
+        if todo:
+            self._check_images([s for s in samples if s.task_id in set(todo)])
+            super().check(bench, run_dir)
+
+    def _check_images(self, samples: Sequence[Sample]) -> None:
+        from harness.sandbox.docker import docker_client
+
+        client = docker_client()
+        missing = sorted({img for s in samples if (img := _image(s.data)) is None})
+        if missing:
+            raise UserInputError("the agent solver needs each instance's image (the dataset's `image` field)")
+        absent = []
+        for img in sorted({_image(s.data) for s in samples}):
+            try:
+                client.images.get(img)
+            except Exception:
+                absent.append(img)
+        if absent:
+            print(
+                f"agent: {len(absent)} instance image(s) not on this engine yet (pulled when needed): "
+                + ", ".join(absent[:3])
+                + (" ..." if len(absent) > 3 else ""),
+                file=sys.stderr,
+            )
+
+    def needed(self, samples: Sequence[Sample], run_dir: Path | None) -> list[str]:
+        """Instances without an outcome: never run, in flight when the run died, or an error row."""
+        have = read_generations(run_dir) if run_dir is not None else {}
+        return [s.task_id for s in samples if not ((g := have.get((s.task_id, 0))) and g.error is None)]
+
+    def solve(self, bench: Benchmark, samples: Sequence[Sample], run_dir: Path, quiet: bool = False) -> dict:
+        from harness.agent.container import AGENT_LABEL
+        from harness.models.base import make_backend
+        from harness.sandbox.docker import docker_client
+        from harness.sandbox.prune import Owner, sweep
+
+        todo = set(self.needed(samples, run_dir))
+        old = read_generation_provenance(run_dir)
+        if not todo:
+            return old
+        instances = [s for s in samples if s.task_id in todo]
+        client = docker_client(timeout=600)
+        sweep(client, {"label": AGENT_LABEL}, run_dir)  # a killed session's containers (their owner is gone)
+        backend = make_backend(self.run.model, run_dir)
+        backend.preflight()
+        if hasattr(backend, "start"):
+            backend.start()
+        writer = GenerationWriter(run_dir)
+        progress = Progress(len(instances), f"agent ({self.run.model.backend}, {self.cfg.actions})", quiet=quiet)
+        stop, live, lock = threading.Event(), {}, threading.Lock()
+        counts: Counter[str] = Counter()
+        owner = Owner.current(run_dir)
+        t0 = time.monotonic()
+        first_error: list[str] = []
+
+        def one(sample: Sample) -> None:
+            outcome = self._run_one(sample, backend, client, owner, run_dir, stop, live)
+            if outcome.status == "interrupted":
+                return
+            row = self._row(bench, sample, outcome)
+            with lock:
+                if stop.is_set() and outcome.infra:
+                    return
+                writer.write([row])
+                counts[outcome.status] += 1
+                if outcome.infra and not first_error:
+                    first_error.append(f"{sample.task_id}: {outcome.status}: {redact_text(outcome.error or '')}")
+                progress.advance()
+
+        pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="agent")
+        try:
+            futures = {pool.submit(one, s) for s in instances}
+            while futures:
+                done, futures = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+                for f in done:
+                    f.result()
+        except BaseException:
+            stop.set()  # every instance ends at its next step; removing the containers ends running commands
+            for env in list(live.values()):
+                env.cleanup()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        else:
+            pool.shutdown()
+        finally:
+            with lock:
+                writer.close()
+            progress.close()
+            prov = backend.provenance()
+            backend.close()
+            if first_error:
+                print(f"agent: first infrastructure error: {first_error[0]}", file=sys.stderr)
+        gen_prov = self._provenance(old, prov, counts, time.monotonic() - t0)
+        write_generation_provenance(run_dir, gen_prov)
+        return gen_prov
+
+    def _run_one(self, sample, backend, client, owner, run_dir, stop, live) -> Outcome:  # type: ignore[no-untyped-def]
+        from harness.agent.container import AGENT_LABEL, Limits, next_serial
+        from harness.agent.instance import run_instance
+        from harness.agent.scaffold import HarnessModel
+        from harness.models.base import request_seed
+        from harness.sandbox.prune import container_name
+
+        sc, cfg, sampling = self.scaffold, self.cfg, self.run.sampling
+        agent = {**sc.agent}
+        if cfg.step_limit is not None:
+            agent["step_limit"] = cfg.step_limit
+        agent["wall_time_limit_seconds"] = cfg.instance_time_limit_s
+        env = {**sc.environment}
+        if cfg.command_timeout_s is not None:
+            env["timeout"] = cfg.command_timeout_s
+        lifetime = (cfg.instance_time_limit_s or 24 * 3600) + 2 * int(env.get("timeout", 60)) + 600
+        limits = Limits(cfg.network, cfg.memory_mb, cfg.pids_limit, cfg.cpus, cfg.disk_mb, lifetime)
+        label = {"model_name": self.run.model.name, "backend": self.run.model.backend}
+
+        def make_model(on_turn):  # type: ignore[no-untyped-def]
+            seed = lambda call: request_seed(sampling.seed, sample.task_id, call)  # noqa: E731
+            return HarnessModel(backend, sampling, sc.model, cfg.actions, seed, on_turn, label)
+
+        return run_instance(
+            sample.data,
+            scaffold=sc,
+            agent_settings=agent,
+            env_settings=env,
+            limits=limits,
+            make_model=make_model,
+            client=client,
+            labels={**owner.labels(), AGENT_LABEL: sample.task_id},
+            name=container_name(owner.run, owner.pid, next_serial(), role="a"),
+            traj_dir=run_dir / TRAJECTORIES,
+            stop=stop,
+            live=live,
+        )
+
+    def _row(self, bench: Benchmark, sample: Sample, o: Outcome) -> GenerationRow:
+        info = {
+            "status": o.status,
+            "steps": o.steps,
+            "wall_s": o.wall_s,
+            "worktree_diff": o.worktree_diff,
+            "trajectory": f"{TRAJECTORIES}/{sample.task_id}",
+            **o.info,
+        }
+        gen = Generation(
+            sample.task_id,
+            0,
+            None if o.infra else o.submission,
+            finish_reason=o.status,
+            prompt_tokens=o.prompt_tokens,
+            completion_tokens=o.completion_tokens,
+            latency_s=o.wall_s,
+            error=f"{o.status}: {o.error}" if o.infra else None,
+        )
+        return GenerationRow.of(gen, None if o.infra else Answer("patch", o.submission), info)
+
+    def _provenance(self, old: dict, prov: dict, counts: Counter, wall: float) -> dict:
+        c = self.cfg
+        sessions = [
+            *old.get("sessions", []),
+            {
+                "instances": sum(counts.values()),
+                "statuses": dict(sorted(counts.items())),
+                "wall_s": round(wall, 2),
+                "finished_at": provenance.now_iso(),
+            },
+        ]
+        gen_prov = {
+            **prov,
+            "sampling": self.run.sampling.model_dump(),
+            "solver": "agent",
+            "agent": {
+                "actions": c.actions,
+                "scaffold": self.scaffold.provenance(),
+                "settings": c.model_dump(mode="json"),
+                "environment": {"kind": "docker", "image": "the instance's own (dataset field `image`)"},
+            },
+            "sessions": sessions,
+            "generation_wall_s": round(sum(s["wall_s"] for s in sessions), 2),
+            "host": provenance.host(),
+        }
+        return gen_prov
+
+
+def _image(instance: dict) -> str | None:
+    return instance.get("image") or instance.get("image_name") or instance.get("docker_image")
