@@ -9,8 +9,8 @@ timeout), "truncated" (half a JSON body), "drop" (closes the connection without 
 listed faults the request succeeds with an answer derived from its prompt and seed.
 
 `answer(body)` returns the reply's text, or a whole assistant message (a dict, e.g. with
-`tool_calls`, see tool_call_message) for scripted agent turns; `scripted(...)` replays a list of
-them in order. Every request body received is kept in `bodies`.
+`tool_calls`, see tool_call_message; a `finish_reason` key in it is sent as the choice's) for scripted
+agent turns; `scripted(...)` replays a list of them in order. Every request body received is kept in `bodies`.
 """
 
 from __future__ import annotations
@@ -152,8 +152,11 @@ class FakeOpenAI:
             def _completion(self, body, seed):
                 reply = server.answer(body)
                 if "messages" in body:
-                    message = reply if isinstance(reply, dict) else {"role": "assistant", "content": reply}
-                    finish = "tool_calls" if message.get("tool_calls") else "stop"
+                    message = dict(reply) if isinstance(reply, dict) else {"role": "assistant", "content": reply}
+                    # a scripted reply may set its own finish_reason (e.g. "length": cut at max_tokens)
+                    finish = message.pop("finish_reason", None) or (
+                        "tool_calls" if message.get("tool_calls") else "stop"
+                    )
                     choice = {"index": 0, "message": message, "finish_reason": finish}
                 else:
                     choice = {"index": 0, "text": reply, "finish_reason": "stop"}
