@@ -158,7 +158,7 @@ def run_instance(
         if env is not None:
             env.cleanup()
             live.pop(name, None)
-    outcome.steps = model.calls
+    outcome.steps = model.replies
     outcome.prompt_tokens, outcome.completion_tokens = model.prompt_tokens, model.completion_tokens
     outcome.wall_s = round(time.monotonic() - t0, 3)
     if agent is not None:

@@ -140,7 +140,8 @@ class HarnessModel:
     ) -> None:
         self.backend, self.sampling, self.config, self.actions = backend, sampling, settings, actions
         self.seed, self.on_turn, self.label = seed, on_turn, label or {}
-        self.calls = 0
+        self.calls = 0  # model calls made (a call that failed included)
+        self.replies = 0  # replies received: the instance's steps
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
@@ -151,6 +152,7 @@ class HarnessModel:
         tools = self._tools()
         self.calls += 1
         turn = self.backend.chat([_api_message(m) for m in messages], self.sampling, tools, self.seed(self.calls))
+        self.replies += 1
         self.prompt_tokens += turn.prompt_tokens or 0
         self.completion_tokens += turn.completion_tokens or 0
         response = {
