@@ -110,13 +110,13 @@ def load_scaffold(actions: str, path: str | None) -> Scaffold:
         raise UserInputError(f"{where}: not valid YAML ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("agent"), dict):
         raise UserInputError(f"{where}: a mini-swe-agent config needs an `agent:` mapping (system_template, ...)")
-    try:
-        AgentConfig(**data["agent"])
-        ModelSettings(**(data.get("model") or {}))
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise UserInputError(f"{where}: {loc}: {first['msg']}") from None
+    for section, check in (("agent", AgentConfig), ("model", ModelSettings)):
+        try:
+            check(**(data.get(section) or {}))
+        except (ValidationError, TypeError) as e:
+            first = e.errors()[0] if isinstance(e, ValidationError) else {"loc": (), "msg": "must be a mapping"}
+            loc = ".".join([section, *(str(p) for p in first["loc"])])
+            raise UserInputError(f"{where}: {loc}: {first['msg']}") from None
     return Scaffold(actions, file.resolve(), hashlib.sha256(raw).hexdigest(), version, data)
 
 
