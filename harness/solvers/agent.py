@@ -183,6 +183,8 @@ class AgentSolver(Solver):
             progress.close()
             prov = backend.provenance()
             backend.close()
+            if counts and not quiet:
+                print("agent: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=sys.stderr)
             if first_error:
                 print(f"agent: first infrastructure error: {first_error[0]}", file=sys.stderr)
         gen_prov = self._provenance(old, prov, counts, time.monotonic() - t0)
