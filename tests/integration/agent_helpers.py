@@ -9,6 +9,7 @@ instance is read from the task message, so several instances can run at once.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -130,6 +131,9 @@ def rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "generations.jsonl").read_text().splitlines() if line.strip()]
 
 
-def agent_containers(client) -> list[str]:
-    """Names of the agent containers on the engine (any run's)."""
-    return [c.name for c in client.containers.list(all=True, filters={"label": "org.harness.agent"})]
+def agent_containers(client, run_dir: Path | None = None) -> list[str]:
+    """Names of the agent containers on the engine: the run's in run_dir (owner label), else any run's."""
+    labels = ["org.harness.agent"]
+    if run_dir is not None:
+        labels.append(f"org.harness.owner.run_dir={os.path.abspath(run_dir)}")  # as Owner.current records it
+    return [c.name for c in client.containers.list(all=True, filters={"label": labels})]

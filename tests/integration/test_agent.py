@@ -82,7 +82,7 @@ def test_scripted_agent_resolves_the_instance(local, tmp_path, mode):
     assert _inspector_steps(traj) >= len(FIX)
     gen = json.loads((run / "generation.json").read_text())
     assert gen["agent"]["scaffold"]["version"] == "2.4.6" and len(gen["agent"]["scaffold"]["sha256"]) == 64
-    assert agent_containers(docker.from_env()) == []
+    assert agent_containers(docker.from_env(), run) == []
 
 
 def _malformed(mode: str) -> list:

@@ -64,7 +64,7 @@ def test_kill_9_then_resume_ends_every_instance_exactly_once(local, tmp_path):
         )
         try:
             _wait(lambda: (run / "generations.jsonl").exists() and rows(run), 120, "the first finished instance")
-            _wait(lambda: len(agent_containers(client)) >= 2, 30, "two instances in flight")
+            _wait(lambda: len(agent_containers(client, run)) >= 2, 30, "two instances in flight")
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(30)
         finally:
@@ -73,7 +73,7 @@ def test_kill_9_then_resume_ends_every_instance_exactly_once(local, tmp_path):
         before = rows(run)
         assert len(before) == 1, before  # exactly one instance had finished
         done = before[0]["task_id"]
-        left = agent_containers(client)
+        left = agent_containers(client, run)
         assert len(left) >= 2, "the killed run's in-flight containers are still there (no one removed them)"
         _wait(lambda: srv.in_flight == 0, 10, "the dead run's last requests to be answered")
         turns_before = len(agent.turns)
@@ -89,4 +89,37 @@ def test_kill_9_then_resume_ends_every_instance_exactly_once(local, tmp_path):
         assert next(n for i, n in resumed if i == iid) == 0
     res = json.loads((run / "results.json").read_text())
     assert res["complete"] is True and res["counts"]["resolved"] == 3
-    assert agent_containers(client) == []  # the dead run's containers were swept, the resumed run's removed
+    assert agent_containers(client, run) == []  # the dead run's containers were swept, the resumed run's removed
+
+
+def test_ctrl_c_stops_the_agent_run_and_removes_its_containers(local, tmp_path):
+    import docker
+
+    client = docker.from_env()
+    dataset = copies(local, tmp_path, 2)
+    agent = ScriptedAgent("tools")
+    run = tmp_path / "runs" / "r"
+    with FakeOpenAI(answer=agent.answer, latency_s=1.0) as srv:
+        cfg = agent_config(tmp_path, srv.base_url, dataset, "tools", workers=2)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "run", str(cfg), "--out", str(run.parent), "--run-id", "r"],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait(lambda: len(agent_containers(client, run)) == 2, 60, "both instances in flight")
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            stopped_in = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert stopped_in < 15, stopped_in
+    assert agent_containers(client, run) == []
+    assert not (run / "generations.jsonl").exists() or rows(run) == []  # nothing finished, nothing recorded
+    assert "--resume" in err

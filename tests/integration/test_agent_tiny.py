@@ -62,4 +62,4 @@ def test_tiny_model_agent_run_ends_within_its_limits(local, tiny_server, tmp_pat
     assert traj["info"]["exit_status"] == info["status"] and traj["info"]["model_stats"]["api_calls"] == calls
     res = json.loads((run / "results.json").read_text())
     assert res["complete"] is True and res["leaderboard"].endswith("-agent-text")
-    assert agent_containers(docker.from_env()) == []
+    assert agent_containers(docker.from_env(), run) == []
