@@ -165,3 +165,21 @@ def test_a_turn_that_keeps_failing_is_a_generation_error_and_resume_retries_it(l
     assert [r["info"]["status"] for r in rows(run)] == ["generation_error", "submitted"]
     assert [n for _, n in agent.turns] == list(range(len(FIX)))  # from a clean container: turn 0 again
     assert json.loads((run / "results.json").read_text())["counts"]["resolved"] == 1
+
+
+def test_a_context_overflow_ends_the_instance_with_its_own_status_and_is_scored(local, tmp_path):
+    from harness.models.base import request_seed
+
+    agent = ScriptedAgent("text", [reply("text", c) for c in FIX])
+    with FakeOpenAI(answer=agent.answer) as srv:
+        srv.faults = {request_seed(1234, "harness__calc-1", 3): ["context"]}  # the 400 vLLM sends
+        cfg = agent_config(tmp_path, srv.base_url, local["dataset"], "text")
+        p = harness("run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "r")
+        attempts = sum(srv.attempts.values())
+    assert p.returncode == 0, p.stderr  # the model's limit, not an infrastructure fault: the run is complete
+    run = tmp_path / "runs" / "r"
+    [row] = rows(run)
+    assert row["info"]["status"] == "context_overflow" and row["error"] is None and row["code"] == ""
+    assert row["info"]["steps"] == 2 and attempts == 3  # never retried: it cannot fit on a retry either
+    res = json.loads((run / "results.json").read_text())
+    assert res["complete"] is True and res["counts"]["empty_patch"] == 1 and res["metrics"]["resolved"] == 0
