@@ -99,7 +99,7 @@ def test_ctrl_c_stops_the_agent_run_and_removes_its_containers(local, tmp_path):
     dataset = copies(local, tmp_path, 2)
     agent = ScriptedAgent("tools")
     run = tmp_path / "runs" / "r"
-    with FakeOpenAI(answer=agent.answer, latency_s=1.0) as srv:
+    with FakeOpenAI(answer=agent.answer, latency_s=20.0) as srv:
         cfg = agent_config(tmp_path, srv.base_url, dataset, "tools", workers=2)
         proc = subprocess.Popen(
             [sys.executable, "-m", "harness", "run", str(cfg), "--out", str(run.parent), "--run-id", "r"],
