@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from harness.report import svg
 from harness.report.summary import decoding_text
+from harness.report.trajectory import diff_lines, read_trajectory, shown
 
 if TYPE_CHECKING:
     from harness.report.schema import Comparison, RunDetail
@@ -59,7 +60,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=pct, pts=pts, pvalue=pvalue, decoding=decoding_text, flatten=flatten)
+    env.filters.update(pct=pct, pts=pts, pvalue=pvalue, decoding=decoding_text, flatten=flatten, diff_lines=diff_lines)
     return env
 
 
@@ -88,6 +89,7 @@ def write(report: Report, root: Path) -> None:
     env = environment()
     claimed = {(r.model, r.benchmark, r.metric, r.claimed, r.source, r.date) for r in report.claims.rows}
     common = {"report": report, "boards": list(report.leaderboards), "claims_count": len(claimed)}
+    common["board_titles"] = {b: report.board_titles.get(b, b) for b in report.leaderboards}
 
     def render(template: str, path: str, **ctx: Any) -> None:
         depth = path.count("/")
@@ -115,7 +117,9 @@ def write(report: Report, root: Path) -> None:
             grid=_run_grid(detail),
             config_text=config_texts[rid],
             comparisons=by_run[rid],
+            agent=report.agents.get(rid),
         )
+    _trajectory_pages(report, render)
     for c in report.comparisons:
         bars = [
             svg.Bar(f"A: {c.a.run_id}", c.a.headline.value, c.a.headline.ci95, not c.a.ranked),
@@ -134,3 +138,34 @@ def write(report: Report, root: Path) -> None:
     ]
     plot = svg.claim_plot(points, "Claimed (orange) and replicated with 95% CI (blue)") if points else None
     render("claims.html.j2", "claims.html", plot=plot)
+
+
+def _trajectory_pages(report: Report, render: Any) -> None:
+    """One page per instance of each agent run; trajectories are read one at a time (they can be large)."""
+    from harness.redact import redact_text
+
+    runs = {r.run_id: r for r in report.runs}
+    for rid, agent in report.agents.items():
+        run, secrets = runs[rid], report.secrets.get(rid, [])
+        pages = [i.page for i in agent.instances]
+        for n, inst in enumerate(agent.instances):
+            row = (run.agent_rows or {}).get(inst.task_id)
+            traj = read_trajectory(run.path, inst.trajectory, inst.task_id, secrets)
+            where = "generations.jsonl" if row is not None else traj.source
+            # The graded patch is generations.jsonl's; the exit event holds the same when the row is absent.
+            patch = row.code if row is not None and row.error is None else (traj.exit or {}).get("submission")
+            tree = ((row.info or {}) if row is not None else {}).get("worktree_diff")
+            if tree is None:
+                tree = (traj.exit or {}).get("worktree_diff")
+            render(
+                "trajectory.html.j2",
+                inst.page,
+                d=report.details[rid],
+                agent=agent,
+                i=inst,
+                traj=traj,
+                submission=shown(redact_text(patch, secrets), where) if patch else None,
+                worktree=shown(redact_text(tree, secrets), where) if tree is not None else None,
+                prev_page=pages[n - 1] if n else None,
+                next_page=pages[n + 1] if n + 1 < len(pages) else None,
+            )

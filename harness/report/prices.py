@@ -56,6 +56,19 @@ def _first(entries: list[HourPrice], name: str | None) -> HourPrice | None:
     return next((e for e in entries if e.match.lower() in name.lower()), None)
 
 
+def token_price(run: Run, prices: PricesFile | None) -> TokenPrice | None:
+    """The per-token price of a run's model, for hosted endpoints only (self-hosted runs pay by the hour)."""
+    gen = run.results.provenance.get("model") or {}
+    if prices is None or gen.get("backend") != "openai":
+        return None
+    return next((p for p in prices.api if p.model == run.results.model), None)
+
+
+def token_cost(price: TokenPrice, prompt_tokens: int, completion_tokens: int) -> float:
+    """What the tokens cost at the price, in the prices file's currency."""
+    return (prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million) / 1e6
+
+
 def cost_speed(run: Run, hw: Hardware, tasks: int, prices: PricesFile | None) -> CostSpeed:
     """Tokens, generation time and, where the prices file has the hardware or model, price per 1k tasks."""
     gen = run.results.provenance.get("model") or {}
@@ -71,9 +84,9 @@ def cost_speed(run: Run, hw: Hardware, tasks: int, prices: PricesFile | None) ->
         return out
     per_task = 1000 / tasks
     out.currency = prices.currency
-    api = next((p for p in prices.api if p.model == run.results.model), None)
-    if gen.get("backend") == "openai" and api is not None and pt is not None and ct is not None:
-        cost = (pt * api.input_per_million + ct * api.output_per_million) / 1e6
+    api = token_price(run, prices)
+    if api is not None and pt is not None and ct is not None:
+        cost = token_cost(api, pt, ct)
         out.price_per_1k_tasks = round(cost * per_task, 4)
         out.price_basis = (
             f"{pt:,} input + {ct:,} output tokens at {api.input_per_million:g} / {api.output_per_million:g} "

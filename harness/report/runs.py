@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from harness.errors import UserInputError
-from harness.records import DatasetInfo, Results, SampleResult, Status
+from harness.records import DatasetInfo, GenerationRow, Results, SampleResult, Status
 from harness.rundir import read_generations
 from harness.store import read_jsonl_tolerant, sha256_file
 from harness.store import read_results as store_read_results
@@ -73,6 +73,20 @@ class Run:
     results_sha256: str
     samples_sha256: str
     config_sha256: str | None
+    # generations.jsonl by task, kept only for agent runs: their run page lists every instance's outcome
+    agent_rows: dict[str, GenerationRow] | None = None
+
+    @property
+    def solver(self) -> str:
+        """The solver that generated the answers ('single_turn' when none is recorded, e.g. graded files)."""
+        gen = self.results.provenance.get("model") or {}
+        solver = (self.config or {}).get("solver") if isinstance(self.config, dict) else None
+        from_config = solver.get("name") if isinstance(solver, dict) else None
+        return str(gen.get("solver") or from_config or "single_turn")
+
+    @property
+    def is_agent(self) -> bool:
+        return self.solver == "agent"
 
     @property
     def benchmark(self) -> str:
@@ -88,7 +102,9 @@ class Run:
         if self.results.leaderboard:
             return self.results.leaderboard
         cls = _benchmark_class(self.results)
-        return cls.leaderboard(DatasetInfo.model_validate(self.results.dataset))
+        key = cls.leaderboard(DatasetInfo.model_validate(self.results.dataset))
+        # as aggregate.compute builds it: a solver's variant (agent-tools) is a board of its own
+        return f"{key}-{self.results.variant}" if self.results.variant else key
 
     def by_task(self) -> dict[str, TaskScore]:
         return {t.task_id: t for t in self.tasks}
@@ -258,9 +274,9 @@ def _check_headline(path: Path, res: Results, samples: list[SampleResult]) -> No
         )
 
 
-def _token_totals(run_dir: Path) -> dict[str, int | None]:
+def _token_totals(generations: dict[tuple[str, int], GenerationRow]) -> dict[str, int | None]:
     """Tokens over every answer kept in generations.jsonl (all sessions of a resumed run)."""
-    kept = [g for g in read_generations(run_dir).values() if g.error is None]
+    kept = [g for g in generations.values() if g.error is None]
     if not kept:
         return {"prompt_tokens": None, "completion_tokens": None}
     totals: dict[str, int | None] = {}
@@ -281,18 +297,22 @@ def load_run(path: Path, run_id: str | None = None) -> Run:
         config_text = (path / "config.yaml").read_text(encoding="utf-8")
         config = yaml.safe_load(config_text)
         config_sha = sha256_file(path / "config.yaml")
-    return Run(
+    generations = read_generations(path)
+    run = Run(
         run_id=run_id or _slug(path.name),
         path=path,
         results=results,
         tasks=tasks,
         config=config,
         config_text=config_text,
-        generations=_token_totals(path),
+        generations=_token_totals(generations),
         results_sha256=sha256_file(path / "results.json"),
         samples_sha256=sha256_file(path / "samples.jsonl"),
         config_sha256=config_sha,
     )
+    if run.is_agent:  # one instance per row (sample 0): the newest row of each instance is its outcome
+        run.agent_rows = {task: g for (task, _), g in generations.items()}
+    return run
 
 
 def load_runs(paths: list[Path]) -> list[Run]:

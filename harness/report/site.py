@@ -4,6 +4,10 @@ Every input is read and checked before anything is written, and stripped of URL 
 echoed keys (harness/redact.py); the site is built in a temporary directory beside SITE_DIR and
 swapped in at the end, so an error leaves the previous site (or nothing) in place. A SITE_DIR that
 holds anything but an earlier report is never overwritten.
+
+Agent runs (harness/report/agent.py) add a table of instances to their run page, one trajectory
+page per instance (runs/<run_id>/traj/<instance>.html; trajectories are read while the pages are
+written, one at a time, as they can be large) and data/agent/<run_id>.json.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from pathlib import Path
 
 from harness import __version__, provenance
 from harness.errors import UserInputError
-from harness.redact import redact_run
+from harness.redact import redact_run, secrets_in
 from harness.report import pages, tables
+from harness.report.agent import AgentRun, agent_run, board_title
 from harness.report.claims import claim_rows, load_claims
 from harness.report.compare import auto_pairs, compare, requested_pairs
 from harness.report.prices import load_prices
@@ -53,6 +58,9 @@ class Report:
     comparisons: list[Comparison]
     claims: Claims
     index: Index
+    board_titles: dict[str, str] = field(default_factory=dict)  # leaderboard key -> heading
+    agents: dict[str, AgentRun] = field(default_factory=dict)  # run_id -> instances, for agent runs
+    secrets: dict[str, list[str]] = field(default_factory=dict)  # run_id -> what its trajectories must not show
 
     @property
     def generated_at(self) -> str:
@@ -86,7 +94,11 @@ def assemble(req: ReportRequest) -> Report:
     claims_file = load_claims(req.claims) if req.claims else None
     prices = load_prices(req.prices) if req.prices else None
     runs = load_runs(req.run_paths)
+    secrets: dict[str, list[str]] = {}
     for r in runs:
+        # Found before redaction (which masks the URLs they are read from): agent rows and
+        # trajectories are redacted with them later.
+        secrets[r.run_id] = secrets_in([r.config, r.config_text or "", r.results.provenance])
         # Everything published comes from these fields; run directories written before the harness
         # redacted its records may hold URL credentials or echoed keys.
         r.config, r.config_text, r.results.provenance = redact_run(r.config, r.config_text, r.results.provenance)
@@ -112,6 +124,12 @@ def assemble(req: ReportRequest) -> Report:
         for r in runs
     }
     claims = claim_rows(claims_file, req.claims, runs, summaries)
+    titles = {b: board_title(b, [r for r in runs if r.leaderboard == b]) for b in leaderboards}
+    agents = {
+        r.run_id: agent_run(r, r.leaderboard, titles[r.leaderboard], prices, secrets[r.run_id])
+        for r in runs
+        if r.is_agent
+    }
     index = Index(
         generated_at=generated_at(),
         generator={"harness_version": __version__, "harness_git_sha": provenance.git_sha()},
@@ -122,7 +140,7 @@ def assemble(req: ReportRequest) -> Report:
         comparisons={c.id: f"data/compare/{c.id}.json" for c in comparisons},
         claims="data/claims.json",
     )
-    return Report(req.title, runs, details, leaderboards, comparisons, claims, index)
+    return Report(req.title, runs, details, leaderboards, comparisons, claims, index, titles, agents, secrets)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -142,6 +160,11 @@ def write_data(report: Report, root: Path) -> None:
     _write_json(root / "data/claims.json", dump(report.claims))
     for kind, model in DATA_MODELS.items():
         _write_json(root / f"data/schema/{kind}.schema.json", model.model_json_schema(by_alias=True))
+    # Written only when there are agent runs, so that sites without any keep exactly their files.
+    for rid, agent in report.agents.items():
+        _write_json(root / f"data/agent/{rid}.json", dump(agent))
+    if report.agents:
+        _write_json(root / "data/schema/agent-run.schema.json", AgentRun.model_json_schema(by_alias=True))
 
 
 def build(req: ReportRequest) -> Report:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from harness.report.agent import ACTIONS, actions_of
 from harness.report.prices import PricesFile, cost_speed
 from harness.report.runs import Run
 from harness.report.schema import Decoding, Hardware, Headline, RunSummary, Source, TaskOutcome
@@ -52,8 +53,12 @@ def decoding(run: Run) -> Decoding | None:
     s = gen.get("sampling")
     if not isinstance(s, dict):
         return None
+    mode = gen.get("prompt_mode")
+    if run.is_agent:  # the scaffold's own prompts over many turns, not the benchmark's prompt
+        actions = actions_of(run)
+        mode = f"agent, {ACTIONS.get(actions or '', actions or 'actions not recorded')}"
     return Decoding(
-        prompt_mode=gen.get("prompt_mode"),
+        prompt_mode=mode,
         temperature=s.get("temperature"),
         top_p=s.get("top_p"),
         max_tokens=s.get("max_tokens"),

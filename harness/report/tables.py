@@ -17,6 +17,7 @@ from harness.report.schema import ClaimRow, Comparison, RunSummary
 from harness.report.summary import decoding_text
 
 if TYPE_CHECKING:
+    from harness.report.agent import AgentInstance
     from harness.report.site import Report
 
 Column = tuple[str, Callable[[Any], object]]
@@ -142,6 +143,15 @@ CLAIMS_MD: list[Column] = [
 ]
 
 
+AGENT_CSV: list[Column] = [
+    (name, (lambda attr: lambda i: getattr(i, attr))(name))
+    for name in (
+        "task_id", "status", "scored", "verdict", "resolved", "steps", "prompt_tokens", "completion_tokens",
+        "wall_s", "cost", "error", "detail",
+    )
+]  # fmt: skip
+
+
 def to_csv(columns: list[Column], items: Sequence[Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -170,9 +180,12 @@ def write(report: Report, root: Path) -> None:
     )
     for board, lb in report.leaderboards.items():
         rows: list[RunSummary] = lb.rows
-        title = f"{board} leaderboard ({lb.metric})"
+        title = f"{report.board_titles.get(board, board)} leaderboard ({lb.metric})"
         (out / f"leaderboard-{board}.md").write_text(to_md(title, leaderboard_md(lb.metric), rows, source))
         (out / f"leaderboard-{board}.csv").write_text(to_csv(LEADERBOARD_CSV, rows))
+    for rid, agent in report.agents.items():  # per instance: exit status, verdict, steps, tokens, cost
+        instances: list[AgentInstance] = agent.instances
+        (out / f"agent-{rid}.csv").write_text(to_csv(AGENT_CSV, instances))
     comparisons: list[Comparison] = report.comparisons
     (out / "comparisons.csv").write_text(to_csv(COMPARISONS_CSV, comparisons))
     (out / "comparisons.md").write_text(
