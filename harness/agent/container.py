@@ -4,7 +4,10 @@ It is mini-swe-agent's `DockerEnvironment` (its config, template variables, seri
 submission check are the package's) with the container made by the harness:
 - no network unless the config allows it, all capabilities dropped, no-new-privileges, memory
   (without swap), pids and CPU limits, a per-file size limit and a limit on the container's writable
-  layer (checked after each command), tini as PID 1 so that killed commands leave no zombies;
+  layer (measured every 0.2 s while a command runs, which is killed past it), tini as PID 1 so that
+  killed commands leave no zombies; tini and its `sleep` run as nobody, the commands as root without
+  CAP_KILL, so that no command can stop the container; processes left running past half the pids
+  limit are killed after each command (a fork bomb does not outlive its command);
 - owner labels, so that `harness sandbox prune` and the next run's sweep remove it after a kill -9;
   its own `sleep` ends it after the instance's time limit even if nobody does;
 - each command under coreutils `timeout` (its whole process group is killed at the deadline), its
@@ -26,6 +29,10 @@ from typing import Any
 from minisweagent.environments.docker import DockerEnvironment, DockerEnvironmentConfig
 
 AGENT_LABEL = "org.harness.agent"  # value: the instance id
+# tini and the keeping `sleep` run as nobody, the agent's commands as root without CAP_KILL: so no
+# command (`kill -9 -1`, `pkill sleep`) can end the container under the agent.
+KEEPER_USER, EXEC_USER = "65534:65534", "0:0"
+DISK_POLL_S = 0.2  # how often a running command's disk use is measured (about 1.5 ms a time)
 OUTPUT_KEEP = 512 * 1024  # bytes kept at each end of a command's output (the scaffold shows 5,000 chars each)
 _SERIAL = itertools.count(1)
 
@@ -109,6 +116,7 @@ class HardenedDocker(DockerEnvironment):
                 nano_cpus=int(lim.cpus * 1e9),
                 ulimits=[Ulimit(name="fsize", soft=disk, hard=disk)],
                 init=True,
+                user=KEEPER_USER,
                 labels=labels or {},
             )
         except docker.errors.ImageNotFound:
@@ -124,8 +132,11 @@ class HardenedDocker(DockerEnvironment):
         env = {k: v for k in self.config.forward_env if (v := os.getenv(k)) is not None} | self.config.env
         argv = ["timeout", "-k", "5", str(limit), *self.config.interpreter, command]
         t0 = time.monotonic()
-        out, code, cut = self._exec(argv, cwd or self.config.cwd, env, limit + 15)
+        out, code, cut, over = self._exec(argv, cwd or self.config.cwd, env, limit + 15, watch=True)
         elapsed = time.monotonic() - t0
+        reaped = self._reap()
+        if reaped:
+            out += f"\n[harness: {reaped} processes left running exceeded half the pids limit and were killed]\n"
         if cut or (code in (124, 137) and elapsed >= limit):
             # The package's shape for a command that timed out (its subprocess.TimeoutExpired).
             msg = f"Command '{command}' timed out after {limit} seconds"
@@ -152,18 +163,27 @@ class HardenedDocker(DockerEnvironment):
                     "duration_s": round(elapsed, 3),
                 }
             )
-        self._check_disk()
+        size = over or self._size()
+        if size > self.limits.disk_mb << 20:
+            raise DiskLimitExceeded(
+                f"the container's files grew to {size >> 20} MB, over its {self.limits.disk_mb} MB disk limit"
+            )
         self._check_finished(output)
         return output
 
-    def _exec(self, argv: list[str], cwd: str, env: dict[str, str], deadline_s: float) -> tuple[str, int, bool]:
-        """(output, exit code, cut off by the client-side deadline)."""
+    def _exec(
+        self, argv: list[str], cwd: str, env: dict[str, str], deadline_s: float, watch: bool = False
+    ) -> tuple[str, int, bool, int]:
+        """(output, exit code, cut off by the client-side deadline, the writable layer's size in bytes if
+        `watch` found it over the disk limit while the command ran, which is then killed; else 0)."""
         import docker.errors
         from docker.utils.socket import frames_iter
 
         api = self.client.api
         try:
-            ex = api.exec_create(self.container_id, argv, workdir=cwd, environment=env, stdout=True, stderr=True)
+            ex = api.exec_create(
+                self.container_id, argv, workdir=cwd, environment=env, stdout=True, stderr=True, user=EXEC_USER
+            )
             sock = api.exec_start(ex["Id"], socket=True)
         except docker.errors.DockerException as e:
             raise EnvironmentFailure(f"docker exec failed: {e}") from None
@@ -178,9 +198,16 @@ class HardenedDocker(DockerEnvironment):
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        reader.join(deadline_s)
-        cut = reader.is_alive()
-        if cut:  # something detached from `timeout` still holds the output open: stop reading it
+        end, over = time.monotonic() + deadline_s, 0
+        while reader.is_alive() and (left := end - time.monotonic()) > 0:
+            reader.join(min(left, DISK_POLL_S) if watch else left)
+            if watch and reader.is_alive() and (size := self._size()) > self.limits.disk_mb << 20:
+                over = size  # one command must not fill the host's disk before it ends
+                self._kill_all()
+                reader.join(5)
+                break
+        cut = reader.is_alive() and not over
+        if reader.is_alive():  # something detached from `timeout` still holds the output open: stop reading
             try:
                 raw.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -190,31 +217,72 @@ class HardenedDocker(DockerEnvironment):
             sock.close()
         except OSError:
             pass
-        code = -1
         try:
             code = api.exec_inspect(ex["Id"]).get("ExitCode")
         except docker.errors.DockerException as e:
             raise EnvironmentFailure(f"docker exec inspect failed: {e}") from None
-        return buf.text(), (-1 if code is None else int(code)), cut
+        return buf.text(), (-1 if code is None else int(code)), cut, over
 
-    def _check_disk(self) -> None:
+    def _size(self) -> int:
+        """The container's writable layer in bytes (0 when the engine does not say)."""
         import docker.errors
 
         try:
             found = self.client.api.containers(all=True, filters={"id": self.container_id}, size=True)
         except docker.errors.DockerException:
-            return
+            return 0
         if not found:
             raise EnvironmentFailure("the instance container is gone")
-        size = found[0].get("SizeRw") or 0
-        if size > self.limits.disk_mb << 20:
-            raise DiskLimitExceeded(
-                f"the container's files grew to {size >> 20} MB, over its {self.limits.disk_mb} MB disk limit"
-            )
+        return found[0].get("SizeRw") or 0
+
+    def _pids(self) -> int | None:
+        """Processes in the container: the engine's cgroup counter when this host can read it, else `top`."""
+        import docker.errors
+
+        cid = self.container_id
+        for path in (
+            f"/sys/fs/cgroup/pids/docker/{cid}/pids.current",  # cgroup v1, cgroupfs driver
+            f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/pids.current",  # v2, systemd driver
+            f"/sys/fs/cgroup/docker/{cid}/pids.current",  # v2, cgroupfs driver
+        ):
+            try:
+                with open(path) as f:
+                    return int(f.read())
+            except (OSError, ValueError):
+                continue
+        try:
+            return len(self.client.api.top(cid).get("Processes") or [])
+        except docker.errors.DockerException:
+            return None
+
+    def _reap(self) -> int:
+        """Kill what commands left running once it nears the pids limit (a fork bomb outliving its
+        command); background processes below that are the agent's own business, as in the package."""
+        n = self._pids()
+        if n is None or n <= max(8, self.limits.pids_limit // 2):
+            return 0
+        self._kill_all()
+        return n
+
+    def _kill_all(self) -> None:
+        """SIGKILL every process the agent's commands started (root's; the keeper is nobody's). A
+        container at its pids limit may refuse the exec for a moment: retried."""
+        import docker.errors
+
+        api = self.client.api
+        for _ in range(100):
+            try:
+                ex = api.exec_create(self.container_id, ["sh", "-c", "kill -9 -1"], user=EXEC_USER)
+                api.exec_start(ex["Id"])
+            except docker.errors.DockerException:
+                pass
+            if (self._pids() or 0) <= 3:  # tini, the keeper, and an exec on its way out
+                return
+            time.sleep(0.05)
 
     def run_plain(self, argv: list[str], timeout_s: int = 120) -> tuple[str, int]:
         """A harness command in the container (not the agent's): (output, exit code)."""
-        out, code, _ = self._exec(argv, self.config.cwd, {}, timeout_s)
+        out, code, _, _ = self._exec(argv, self.config.cwd, {}, timeout_s)
         return out, code
 
     def cleanup(self) -> None:

@@ -500,7 +500,9 @@ def test_small_files_past_the_disk_limit_end_the_instance(hostile):
     mb, peak = detail_mb(h, 5), h.watcher.peak_rw[IID[5]] >> 20
     print(f"disk fill: {len(five)} commands, the harness measured {mb} MB, peak seen {peak} MiB")
     assert status(h, 5) == "disk_limit" and len(five) == 4  # 3 x 19.5 MiB fit in 64 MiB, 4 do not
-    assert all(s["returncode"] == 0 and "WROTE" in s["output"] for s in five), five
+    assert all(s["returncode"] == 0 and "WROTE" in s["output"] for s in five[:3]), five
+    # the fourth either finished before a measurement found the layer over the limit, or was killed by it
+    assert (five[3]["returncode"] == 0 and "WROTE" in five[3]["output"]) or five[3]["returncode"] == 137, five[3]
     assert DISK_MB < mb <= DISK_MB + FILL_FILE_KIB * FILL_FILES // 1024 + 2
     assert h.watcher.peak_rw[IID[5]] <= (DISK_MB + 22) << 20
 
