@@ -6,3 +6,8 @@
 - instance.py: one instance from a clean container to an exit status, a patch and trajectories;
 - the solver itself is harness/solvers/agent.py.
 """
+
+# How an instance can end. The model's outcomes are scored (whatever was submitted is graded); the
+# infrastructure's are error rows: never scored, the run is incomplete and resume retries them.
+MODEL_STATUSES = ("submitted", "step_limit", "time_limit", "format_errors", "context_overflow", "disk_limit")
+INFRA_STATUSES = ("generation_error", "env_error")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.agent import INFRA_STATUSES, MODEL_STATUSES
 from harness.agent.container import DiskLimitExceeded, EnvironmentFailure, HardenedDocker, Limits
 from harness.agent.scaffold import HarnessModel, Scaffold
 
@@ -27,8 +28,6 @@ _EXIT = {
     "TimeExceeded": "time_limit",
     "RepeatedFormatError": "format_errors",
 }
-MODEL_STATUSES = ("submitted", "step_limit", "time_limit", "format_errors", "context_overflow", "disk_limit")
-INFRA_STATUSES = ("generation_error", "env_error")  # never scored: the instance is retried on resume
 
 
 class Stopped(Exception):

@@ -24,15 +24,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from harness.agent import INFRA_STATUSES, MODEL_STATUSES  # no mini-swe-agent import: the report needs none
 from harness.redact import redact_text
 from harness.report.prices import PricesFile, token_cost, token_price
 from harness.report.runs import Run
 from harness.report.schema import SCHEMA_VERSION, _Model
 
-# The agent solver's exit statuses (harness/agent/instance.py), in the order the page lists them.
-# Copied, not imported: that module imports mini-swe-agent, which the report must not need.
-MODEL_STATUSES = ("submitted", "step_limit", "time_limit", "format_errors", "context_overflow", "disk_limit")
-INFRA_STATUSES = ("generation_error", "env_error")
 NOT_RUN = "not run"  # selected, but no row: the instance was in flight when the run stopped
 ACTIONS = {"tools": "tool calls", "text": "text actions"}
 

@@ -13,7 +13,11 @@ from harness.config import load_config
 from harness.errors import UserInputError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-ENV = {"HARNESS_TINY_MODEL": "/models/tiny", "SWE1_BASE_URL": "http://127.0.0.1:1/v1"}
+ENV = {
+    "HARNESS_TINY_MODEL": "/models/tiny",
+    "SWE1_BASE_URL": "http://127.0.0.1:1/v1",
+    "HARNESS_AGENT_DATASET": "/data/calc.jsonl",
+}
 
 MINIMAL = """
 model:
