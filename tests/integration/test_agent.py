@@ -134,7 +134,7 @@ def test_endpoint_faults_mid_trajectory_lose_and_invent_no_turn(local, tmp_path)
             request_seed(1234, "harness__calc-1", 4): ["429"],
         }
         cfg = agent_config(tmp_path, srv.base_url, local["dataset"], mode)
-        p = harness("run", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "r")
+        p = harness("generate", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "r")
         log = dict(srv.log)
     assert p.returncode == 0, p.stderr
     [row] = rows(tmp_path / "runs" / "r")
