@@ -110,9 +110,8 @@ def tiny_server(tiny_model, tmp_path_factory):
     from harness.config import VLLMServerModel
     from harness.models.vllm_server import VLLMServerBackend
 
-    tool_flags = {"enable_auto_tool_choice": True, "tool_call_parser": "pythonic"}
     srv = VLLMServerBackend(
-        VLLMServerModel(backend="vllm-server", name="tiny", model=tiny_model, engine_args=tool_flags, **TINY_VLLM),
+        VLLMServerModel(backend="vllm-server", name="tiny", model=tiny_model, tool_call_parser="pythonic", **TINY_VLLM),
         tmp_path_factory.mktemp("tiny-server"),
     )
     try:
