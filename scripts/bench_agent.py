@@ -234,7 +234,7 @@ def main() -> None:
     }
     n, w = args.instances, args.workers
     results: dict[str, dict[str, list[dict]]] = {m: {t: [] for t in TOOLS} for m in args.actions}
-    differ = []
+    differ, prompt_differ = [], []
     print(f"{n} instances, {w} workers, endpoint latency {args.latency * 1000:.0f} ms, {args.repeat} round(s)")
     try:
         for rnd in range(args.repeat):
@@ -249,6 +249,8 @@ def main() -> None:
                 if not all(same.values()) or len(same) != n:
                     differ.append((rnd, mode, same))
                 prompts = h["prompts"] == m["prompts"]
+                if not prompts:
+                    prompt_differ.append((rnd, mode))
                 print(f"\nround {rnd + 1}, actions {mode} (order: {' then '.join(order)})")
                 print(HEAD)
                 for t in TOOLS:
@@ -274,9 +276,12 @@ def main() -> None:
         extra = (med["harness"]["wall"] - med["mini"]["wall"]) / n
         print(f"ratio harness/mini (median wall): {ratio:.3f} (target <= 1.0); {extra:+.2f} s/instance")
     print(f"patches byte-identical in every round: {not differ}")
-    if differ:
-        for rnd, mode, same in differ:
-            print(f"  round {rnd + 1} {mode}: {same}")
+    print(f"requests' messages identical per turn in every round: {not prompt_differ}")
+    for rnd, mode, same in differ:
+        print(f"  round {rnd + 1} {mode}: {same}")
+    for rnd, mode in prompt_differ:
+        print(f"  round {rnd + 1} {mode}: the requests' messages differ")
+    if differ or prompt_differ:
         sys.exit(1)
 
 

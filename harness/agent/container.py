@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import docker.errors
+import requests
 from minisweagent.environments.docker import DockerEnvironment, DockerEnvironmentConfig
 
 AGENT_LABEL = "org.harness.agent"  # value: the instance id
@@ -37,6 +39,8 @@ KEEPER_USER, EXEC_USER = "65534:65534", "0:0"
 DISK_POLL_S, DISK_POLL_MAX_S = 0.2, 5.0
 OUTPUT_KEEP = 512 * 1024  # bytes kept at each end of a command's output (the scaffold shows 5,000 chars each)
 _SERIAL = itertools.count(1)
+# What a call to the engine can raise: the SDK's own errors, and its transport's (a dropped socket).
+_ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException)
 
 
 class EnvironmentFailure(Exception):
@@ -98,16 +102,15 @@ class HardenedDocker(DockerEnvironment):
         self._start_container(labels)
 
     def _start_container(self, labels: dict[str, str] | None = None) -> None:  # type: ignore[override]
-        import docker.errors
         from docker.types import Ulimit
 
         lim = self.limits
         disk = lim.disk_mb << 20
+        self._pull_if_missing()
         try:
-            c = self.client.containers.run(
+            c = self.client.containers.create(
                 self.config.image,
                 ["sleep", str(lim.lifetime_s)],
-                detach=True,
                 name=self.name,
                 working_dir=self.config.cwd,
                 network_mode="bridge" if lim.network else "none",
@@ -122,11 +125,28 @@ class HardenedDocker(DockerEnvironment):
                 user=KEEPER_USER,
                 labels=labels or {},
             )
-        except docker.errors.ImageNotFound:
-            raise EnvironmentFailure(f"image {self.config.image} is not on this Docker engine") from None
-        except docker.errors.DockerException as e:
-            raise EnvironmentFailure(f"container for {self.config.image} did not start: {e}") from None
+        except _ENGINE_ERRORS as e:
+            raise EnvironmentFailure(f"container for {self.config.image} was not created: {e}") from None
         self.container_id = c.id
+        try:
+            c.start()
+        except _ENGINE_ERRORS as e:
+            self.cleanup()  # created but not started: nobody else would remove it
+            raise EnvironmentFailure(f"container for {self.config.image} did not start: {e}") from None
+
+    def _pull_if_missing(self) -> None:
+        image = self.config.image
+        try:
+            self.client.images.get(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except _ENGINE_ERRORS as e:
+            raise EnvironmentFailure(f"image {image}: the engine did not answer ({e})") from None
+        try:
+            self.client.images.pull(image)
+        except _ENGINE_ERRORS as e:
+            raise EnvironmentFailure(f"image {image} is not on this Docker engine and was not pulled: {e}") from None
 
     def execute(self, action: dict, cwd: str = "", *, timeout: int | None = None) -> dict[str, Any]:
         """Run one command in cwd (default /testbed) under the command timeout; the package's output dict."""
@@ -137,9 +157,9 @@ class HardenedDocker(DockerEnvironment):
         t0 = time.monotonic()
         out, code, cut, over = self._exec(argv, cwd or self.config.cwd, env, limit + 15, watch=True)
         elapsed = time.monotonic() - t0
+        out = out.replace("\r\n", "\n").replace("\r", "\n")  # as the package's text-mode subprocess reads it
         reaped = self._reap()
-        if reaped:
-            out += f"\n[harness: {reaped} processes left running exceeded half the pids limit and were killed]\n"
+        note = f"\n[harness: {reaped} processes left running exceeded half the pids limit and were killed]\n"
         if cut or (code in (124, 137) and elapsed >= limit):
             # The package's shape for a command that timed out (its subprocess.TimeoutExpired).
             msg = f"Command '{command}' timed out after {limit} seconds"
@@ -161,17 +181,19 @@ class HardenedDocker(DockerEnvironment):
                 {
                     "command": command,
                     "returncode": output["returncode"],
-                    "output": out,
+                    "output": out + (note if reaped else ""),
                     "exception_info": output["exception_info"],
                     "duration_s": round(elapsed, 3),
                 }
             )
+        self._check_finished(output)  # on the command's own output: a submission ends the instance as it is
+        if reaped:
+            output["output"] += note
         size = over or self._size()
         if size > self.limits.disk_mb << 20:
             raise DiskLimitExceeded(
                 f"the container's files grew to {size >> 20} MB, over its {self.limits.disk_mb} MB disk limit"
             )
-        self._check_finished(output)
         return output
 
     def _exec(
@@ -179,7 +201,6 @@ class HardenedDocker(DockerEnvironment):
     ) -> tuple[str, int, bool, int]:
         """(output, exit code, cut off by the client-side deadline, the writable layer's size in bytes if
         `watch` found it over the disk limit while the command ran, which is then killed; else 0)."""
-        import docker.errors
         from docker.utils.socket import frames_iter
 
         api = self.client.api
@@ -188,9 +209,10 @@ class HardenedDocker(DockerEnvironment):
                 self.container_id, argv, workdir=cwd, environment=env, stdout=True, stderr=True, user=EXEC_USER
             )
             sock = api.exec_start(ex["Id"], socket=True)
-        except docker.errors.DockerException as e:
+        except _ENGINE_ERRORS as e:
             raise EnvironmentFailure(f"docker exec failed: {e}") from None
         buf, raw = _Bounded(), getattr(sock, "_sock", sock)
+        raw.settimeout(None)  # a command may be silent for long; the deadline below bounds the wait
 
         def read() -> None:
             try:
@@ -222,18 +244,17 @@ class HardenedDocker(DockerEnvironment):
             pass
         try:
             code = api.exec_inspect(ex["Id"]).get("ExitCode")
-        except docker.errors.DockerException as e:
+        except _ENGINE_ERRORS as e:
             raise EnvironmentFailure(f"docker exec inspect failed: {e}") from None
-        return buf.text(), (-1 if code is None else int(code)), cut, over
+        # No exit code: it still runs (something detached held the output); it was cut off.
+        return buf.text(), (-1 if code is None else int(code)), cut or code is None, over
 
     def _size(self) -> int:
         """The container's writable layer in bytes (0 when the engine does not say)."""
-        import docker.errors
-
         t0 = time.monotonic()
         try:
             found = self.client.api.containers(all=True, filters={"id": self.container_id}, size=True)
-        except docker.errors.DockerException:
+        except _ENGINE_ERRORS:
             return 0
         self._poll_s = min(DISK_POLL_MAX_S, max(DISK_POLL_S, 10 * (time.monotonic() - t0)))
         if not found:
@@ -242,8 +263,6 @@ class HardenedDocker(DockerEnvironment):
 
     def _pids(self) -> int | None:
         """Processes in the container: the engine's cgroup counter when this host can read it, else `top`."""
-        import docker.errors
-
         cid = self.container_id
         for path in (
             f"/sys/fs/cgroup/pids/docker/{cid}/pids.current",  # cgroup v1, cgroupfs driver
@@ -257,7 +276,7 @@ class HardenedDocker(DockerEnvironment):
                 continue
         try:
             return len(self.client.api.top(cid).get("Processes") or [])
-        except docker.errors.DockerException:
+        except _ENGINE_ERRORS:
             return None
 
     def _reap(self) -> int:
@@ -272,14 +291,12 @@ class HardenedDocker(DockerEnvironment):
     def _kill_all(self) -> None:
         """SIGKILL every process the agent's commands started (root's; the keeper is nobody's). A
         container at its pids limit may refuse the exec for a moment: retried."""
-        import docker.errors
-
         api = self.client.api
         for _ in range(100):
             try:
                 ex = api.exec_create(self.container_id, ["sh", "-c", "kill -9 -1"], user=EXEC_USER)
                 api.exec_start(ex["Id"])
-            except docker.errors.DockerException:
+            except _ENGINE_ERRORS:
                 pass
             if (self._pids() or 0) <= 3:  # tini, the keeper, and an exec on its way out
                 return
@@ -295,13 +312,11 @@ class HardenedDocker(DockerEnvironment):
         cid, self.container_id = getattr(self, "container_id", None), None
         if cid is None:
             return
-        import docker.errors
-
         try:
             self.client.api.remove_container(cid, force=True)
         except docker.errors.NotFound:
             pass
-        except docker.errors.DockerException:
+        except _ENGINE_ERRORS:
             pass  # the sweep of the next run, or `harness sandbox prune`, removes it
 
     def __del__(self) -> None:  # the package's would shell out to `docker stop`; cleanup is explicit here

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from harness.agent import INFRA_STATUSES, MODEL_STATUSES
 from harness.agent.container import DiskLimitExceeded, EnvironmentFailure, HardenedDocker, Limits
 from harness.agent.scaffold import HarnessModel, Scaffold
+from harness.redact import redact_data
 
 # The package's exit statuses, by the harness's name; all of these are the model's outcome (scored).
 _EXIT = {
@@ -54,16 +55,18 @@ class Outcome:
 
 
 class _Steps:
-    """trajectories/<instance>/steps.jsonl, appended and flushed per event."""
+    """trajectories/<instance>/steps.jsonl, appended and flushed per event, the run's secrets masked."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: Sequence[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close(); a rerun starts afresh
         self.lock = threading.Lock()
+        self.secrets = list(secrets)
 
     def __call__(self, event: dict) -> None:
+        row = redact_data({"t": round(time.time(), 3), **event}, self.secrets)
         with self.lock:
-            self.f.write(json.dumps({"t": round(time.time(), 3), **event}, default=str) + "\n")
+            self.f.write(json.dumps(row, default=str) + "\n")
             self.f.flush()
 
     def close(self) -> None:
@@ -74,9 +77,14 @@ def _agent_class():
     from minisweagent.agents.default import DefaultAgent
 
     class HarnessAgent(DefaultAgent):
-        """The package's agent, stopping between steps when the run is interrupted."""
+        """The package's agent, stopping between steps when the run is interrupted; its trajectory
+        file (saved by the package after every step) has the run's secrets masked."""
 
         stop: threading.Event | None = None
+        secrets: Sequence[str] = ()
+
+        def serialize(self, *extra_dicts: dict) -> dict:
+            return redact_data(super().serialize(*extra_dicts), self.secrets)
 
         def step(self) -> list[dict]:
             if self.stop is not None and self.stop.is_set():
@@ -94,6 +102,18 @@ def worktree_diff(env: HardenedDocker, base_commit: str) -> str:
     return out if code == 0 else f"[harness: git diff failed with exit code {code}]\n{out}"
 
 
+def _startup(env: HardenedDocker, scaffold: Scaffold, instance: dict) -> None:
+    """The config's `run.env_startup_command` (rendered with the instance's fields), as the package's
+    batch runner runs it before the agent starts."""
+    from jinja2 import StrictUndefined, Template
+
+    command = (scaffold.data.get("run") or {}).get("env_startup_command")
+    if command:
+        out = env.execute({"command": Template(command, undefined=StrictUndefined).render(**instance)})
+        if out["returncode"] != 0:
+            raise EnvironmentFailure(f"the config's env_startup_command failed: {out['output'][-500:]}")
+
+
 def run_instance(
     instance: dict,
     *,
@@ -108,13 +128,14 @@ def run_instance(
     traj_dir: Path,
     stop: threading.Event,
     live: dict[str, HardenedDocker],
+    secrets: Sequence[str] = (),
 ) -> Outcome:
     """Run the agent on one instance in a fresh container and remove the container, whatever happens."""
     from harness.models.base import ContextOverflow, GenerationFailed
 
     iid = instance["instance_id"]
     out_dir = traj_dir / iid
-    steps = _Steps(out_dir / "steps.jsonl")
+    steps = _Steps(out_dir / "steps.jsonl", secrets)
     traj = out_dir / f"{iid}.traj.json"
     traj.unlink(missing_ok=True)
     model = make_model(steps)
@@ -127,8 +148,9 @@ def run_instance(
         env = HardenedDocker(client=client, labels=labels, name=name, limits=limits, image=image, **env_settings)
         live[name] = env
         env.on_command = lambda e: steps({"type": "observation", **e})
+        _startup(env, scaffold, instance)
         agent = _agent_class()(model, env, **{**agent_settings, "output_path": traj})
-        agent.stop = stop
+        agent.stop, agent.secrets = stop, list(secrets)
         result = agent.run(instance["problem_statement"])
         raw_status = result.get("exit_status", "")
         status = _EXIT.get(raw_status, raw_status)
@@ -151,8 +173,8 @@ def run_instance(
         if env is not None and outcome.status in MODEL_STATUSES:
             try:
                 outcome.worktree_diff = worktree_diff(env, instance["base_commit"])
-            except EnvironmentFailure as e:
-                outcome.worktree_diff = f"[harness: git diff failed: {e}]"
+            except Exception as e:  # the record beside the outcome: its failure must not lose the outcome
+                outcome.worktree_diff = f"[harness: git diff failed: {type(e).__name__}: {e}]"
     finally:
         if env is not None:
             env.cleanup()

@@ -25,8 +25,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from harness.errors import EnvironmentNotReady, UserInputError
 
 ACTION_CONFIGS = {"tools": "swebench.yaml", "text": "swebench_backticks.yaml"}
-# LitellmTextbasedModelConfig's default action regex (tests/unit/test_agent_scaffold.py checks it is the package's).
+# Defaults of the package's litellm model configs, for configs that do not set them (the package's own
+# classes import litellm; tests/unit/test_agent_units.py checks these are still the package's).
 TEXT_ACTION_REGEX = r"```mswea_bash_command\s*\n(.*?)\n```"
+TEXT_FORMAT_ERROR = "Please always provide EXACTLY ONE action in triple backticks, found {{actions|length}} actions."
 # LitellmModelConfig's default observation template (also checked against the package).
 DEFAULT_OBSERVATION = (
     "{% if output.exception_info %}<exception>{{output.exception_info}}</exception>\n{% endif %}"
@@ -79,7 +81,12 @@ class Scaffold:
 
     @property
     def model(self) -> ModelSettings:
-        return ModelSettings(**{k: v for k, v in (self.data.get("model") or {}).items() if k not in LITELLM_ONLY})
+        """The config's model settings (litellm's keys stay: templates may name them), with the
+        package's default for the action format where the config sets none."""
+        data = dict(self.data.get("model") or {})
+        if self.actions == "text":
+            data.setdefault("format_error_template", TEXT_FORMAT_ERROR)
+        return ModelSettings(**data)
 
     def provenance(self) -> dict:
         unused = sorted(k for k in self.data.get("model") or {} if k in LITELLM_ONLY)
@@ -233,7 +240,10 @@ class HarnessModel:
         return {
             "info": {
                 "config": {
-                    "model": {**self.config.model_dump(mode="json"), **self.label},
+                    "model": {
+                        **{k: v for k, v in self.config.model_dump(mode="json").items() if k not in LITELLM_ONLY},
+                        **self.label,
+                    },
                     "model_type": f"{self.__class__.__module__}.{self.__class__.__name__}",
                 },
             }

@@ -93,7 +93,9 @@ def _usage(data: object) -> dict:
 
 
 def parse_turn(data: object) -> tuple[str | None, tuple[ToolCall, ...], str | None, dict]:
-    """(content, tool calls, finish_reason, message) of a chat completion; _Malformed if it is not one."""
+    """(content, tool calls, finish_reason, message) of a chat completion; _Malformed if it is not one.
+    An empty message (no content, no tool calls) is a reply: the model said nothing, which an agent's
+    parser answers with its format-error feedback, as the scaffold does; retrying would hide it."""
     try:
         choice = data["choices"][0]  # type: ignore[index]
         msg = choice["message"]
@@ -105,8 +107,6 @@ def parse_turn(data: object) -> tuple[str | None, tuple[ToolCall, ...], str | No
             raise TypeError("content is not a string")
         if not all(isinstance(x, str) for c in calls for x in (c.id, c.name, c.arguments)):
             raise TypeError("a tool call's id, name or arguments is not a string")
-        if content is None and not calls:
-            raise TypeError("the message has neither content nor tool calls")
         return content, calls, choice.get("finish_reason"), msg
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         raise _Malformed(f"malformed response: {type(e).__name__}: {e}") from None

@@ -78,11 +78,11 @@ class Run:
 
     @property
     def solver(self) -> str:
-        """The solver that generated the answers ('single_turn' when none is recorded, e.g. graded files)."""
+        """The solver that generated the answers ('single-turn' when none is recorded, e.g. graded files)."""
         gen = self.results.provenance.get("model") or {}
         solver = (self.config or {}).get("solver") if isinstance(self.config, dict) else None
         from_config = solver.get("name") if isinstance(solver, dict) else None
-        return str(gen.get("solver") or from_config or "single_turn")
+        return str(gen.get("solver") or from_config or "single-turn")
 
     @property
     def is_agent(self) -> bool:

@@ -35,7 +35,7 @@ def _free_gb(path: Path) -> float:
     return shutil.disk_usage(path).free / 2**30
 
 
-def _docker_root_free_gb(client) -> float:
+def docker_root_free_gb(client) -> float:
     try:
         return _free_gb(Path(client.info().get("DockerRootDir", "/var/lib/docker")))
     except Exception:
@@ -162,7 +162,7 @@ class SWEBenchScorer(Scorer):
 
     def check(self) -> None:
         require_swebench()
-        free = _docker_root_free_gb(self._docker())
+        free = docker_root_free_gb(self._docker())
         if free < self.cfg.min_free_disk_gb:
             raise EnvironmentNotReady(
                 f"only {free:.1f} GB free for Docker images; SWE-bench needs at least {self.cfg.min_free_disk_gb} GB "
@@ -187,7 +187,7 @@ class SWEBenchScorer(Scorer):
         # The grader's containers carry this run's owner labels, so that prune and sweeps can tell them apart.
         client = LabellingClient(self._docker(), Owner.current(self.out_dir).labels())
         _sweep(client, self.out_dir)
-        free = _docker_root_free_gb(client)
+        free = docker_root_free_gb(client)
         log_root = self.out_dir / "logs"
         rv.RUN_EVALUATION_LOG_DIR = log_root  # the package's logs go into the run directory
         progress = Progress(len(todo), "grading swebench", quiet=self.quiet, log_every_s=30)

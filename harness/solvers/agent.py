@@ -10,32 +10,49 @@ died has no row, and resume starts it again in a clean container.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from harness import provenance
+from harness.agent import INFRA_STATUSES
 from harness.config import PluginConfig, expand_env_fields
-from harness.errors import UserInputError
+from harness.errors import EnvironmentNotReady, UserInputError
 from harness.progress import Progress
 from harness.records import Answer, Generation, GenerationRow, Sample
-from harness.redact import redact_text
+from harness.redact import redact_data, redact_text
 from harness.rundir import GenerationWriter, read_generation_provenance, read_generations, write_generation_provenance
 from harness.solvers.base import Solver
 
 if TYPE_CHECKING:
     from harness.agent.instance import Outcome
-    from harness.agent.scaffold import Scaffold
+    from harness.agent.scaffold import HarnessModel, Scaffold
     from harness.benchmarks.base import Benchmark
 
 TRAJECTORIES = "trajectories"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class _Context:
+    """What every instance of one session shares."""
+
+    backend: Any
+    client: Any
+    owner: Any
+    run_dir: Path
+    secrets: list[str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    live: dict = field(default_factory=dict)  # container name -> its environment, while it runs
 
 
 class AgentConfig(PluginConfig):
@@ -44,7 +61,9 @@ class AgentConfig(PluginConfig):
     config: str | None = Field(None, description="a mini-swe-agent config file (default: the package's)")
     step_limit: int | None = Field(None, ge=0, description="model calls per instance (default: the config's, 250)")
     command_timeout_s: int | None = Field(None, ge=1, description="per command (default: the config's, 60)")
-    instance_time_limit_s: int = Field(3600, ge=0, description="wall time per instance; 0: none")
+    instance_time_limit_s: int | None = Field(
+        None, ge=0, description="wall time per instance, checked between steps (default: the config's; 0: none)"
+    )
     workers: int = Field(4, ge=1, description="instances in flight at once, each in its own container")
     network: bool = Field(False, description="give the containers a network (default: none)")
     memory_mb: int = Field(4096, ge=128)
@@ -80,9 +99,15 @@ class AgentSolver(Solver):
     def check(self, bench: Benchmark, run_dir: Path | None = None) -> None:
         if bench.name != "swebench":
             raise UserInputError(f"solver.name agent: works on SWE-bench instances, not benchmark {bench.name!r}")
-        if self.run.sampling.n != 1:
+        sampling = self.run.sampling
+        if sampling.n != 1:
             raise UserInputError("sampling.n: the agent solver runs each instance once; set sampling.n: 1")
-        self.scaffold  # noqa: B018 - the package is installed and the config loads
+        sc = self.scaffold  # the package is installed and the config loads
+        model_class = str((sc.data.get("model") or {}).get("model_class") or "")
+        if ("textbased" in model_class) != (self.cfg.actions == "text") and model_class:
+            raise UserInputError(
+                f"solver.config {sc.path}: model_class {model_class!r} does not parse actions: {self.cfg.actions}"
+            )
         m = self.run.model
         # A server the harness starts gets the parser's flags; an attached one was started with its own.
         local = m.backend == "vllm" or (m.backend == "vllm-server" and not m.base_url)
@@ -91,30 +116,40 @@ class AgentSolver(Solver):
                 f"solver.actions tools: model.tool_call_parser is not set, so {m.backend} would answer in text "
                 "only; set it (e.g. hermes for Qwen, llama4_pythonic for Llama 4) or use solver.actions: text"
             )
+        if "max_tokens" not in sampling.model_fields_set:
+            raise UserInputError(
+                "sampling.max_tokens: set it for agent turns (e.g. 4096); the default, 512, is for single answers "
+                "and would cut the scaffold's replies short"
+            )
         samples = bench.load()[0]
-        todo = self.needed(samples, run_dir) if run_dir is not None else [s.task_id for s in samples]
+        bad = [s.task_id for s in samples if not _SAFE_ID.match(s.task_id)]
+        if bad:  # trajectories/<instance id>/ is a directory name
+            raise UserInputError(f"instance_id {bad[0]!r}: not usable as a directory name (letters, digits, ._-)")
+        todo = set(self.needed(samples, run_dir) if run_dir is not None else [s.task_id for s in samples])
         if todo:
-            self._check_images([s for s in samples if s.task_id in set(todo)])
+            self._check_engine([s for s in samples if s.task_id in todo])
             super().check(bench, run_dir)
 
-    def _check_images(self, samples: Sequence[Sample]) -> None:
+    def _check_engine(self, samples: Sequence[Sample]) -> None:
+        """The engine can hold the containers, and knows every image or is told it will pull them."""
         from harness.sandbox.docker import docker_client
 
         client = docker_client()
-        missing = sorted({img for s in samples if (img := _image(s.data)) is None})
-        if missing:
+        cpus = client.info().get("NCPU") or 0
+        if cpus and self.cfg.cpus > cpus:
+            raise UserInputError(f"solver.cpus {self.cfg.cpus}: the Docker engine has {cpus} CPUs")
+        if any(_image(s.data) is None for s in samples):
             raise UserInputError("the agent solver needs each instance's image (the dataset's `image` field)")
         absent = []
-        for img in sorted({_image(s.data) for s in samples}):
+        for img in sorted({str(_image(s.data)) for s in samples}):
             try:
                 client.images.get(img)
             except Exception:
                 absent.append(img)
         if absent:
+            shown = ", ".join(absent[:3]) + (" ..." if len(absent) > 3 else "")
             print(
-                f"agent: {len(absent)} instance image(s) not on this engine yet (pulled when needed): "
-                + ", ".join(absent[:3])
-                + (" ..." if len(absent) > 3 else ""),
+                f"agent: {len(absent)} instance image(s) not on this engine yet (pulled when needed): {shown}",
                 file=sys.stderr,
             )
 
@@ -126,8 +161,10 @@ class AgentSolver(Solver):
     def solve(self, bench: Benchmark, samples: Sequence[Sample], run_dir: Path, quiet: bool = False) -> dict:
         from harness.agent.container import AGENT_LABEL
         from harness.models.base import make_backend
+        from harness.redact import secrets_in
         from harness.sandbox.docker import docker_client
         from harness.sandbox.prune import Owner, sweep
+        from harness.store import RunStore
 
         todo = set(self.needed(samples, run_dir))
         old = read_generation_provenance(run_dir)
@@ -136,30 +173,50 @@ class AgentSolver(Solver):
         instances = [s for s in samples if s.task_id in todo]
         client = docker_client(timeout=600)
         sweep(client, {"label": AGENT_LABEL}, run_dir)  # a killed session's containers (their owner is gone)
-        backend = make_backend(self.run.model, run_dir)
-        backend.preflight()
-        if hasattr(backend, "start"):
-            backend.start()
-        writer = GenerationWriter(run_dir)
+        with RunStore(run_dir):  # the lock: a second process on this directory would run the same instances
+            backend = make_backend(self.run.model, run_dir)
+            backend.preflight()
+            if hasattr(backend, "start"):
+                backend.start()
+            ctx = _Context(backend, client, Owner.current(run_dir), run_dir, secrets_in(self.run.model.model_dump()))
+            counts, wall, prov = self._run_all(bench, instances, ctx, quiet)
+        gen_prov = self._provenance(old, prov, counts, wall)
+        write_generation_provenance(run_dir, gen_prov)
+        return gen_prov
+
+    def _run_all(
+        self, bench: Benchmark, instances: Sequence[Sample], ctx: _Context, quiet: bool
+    ) -> tuple[Counter[str], float, dict]:
+        """Every instance, `workers` at once; a row per instance as it ends. Returns the statuses, the
+        wall time and the backend's provenance."""
+        from harness.scoring.swebench import docker_root_free_gb
+
+        writer = GenerationWriter(ctx.run_dir)
         progress = Progress(len(instances), f"agent ({self.run.model.backend}, {self.cfg.actions})", quiet=quiet)
-        stop, live, lock = threading.Event(), {}, threading.Lock()
-        counts: Counter[str] = Counter()
-        owner = Owner.current(run_dir)
+        lock, counts, first_error = threading.Lock(), Counter[str](), []
+        min_free = float(getattr(bench.cfg, "min_free_disk_gb", 0.0))
         t0 = time.monotonic()
-        first_error: list[str] = []
 
         def one(sample: Sample) -> None:
-            outcome = self._run_one(sample, backend, client, owner, run_dir, stop, live)
+            if ctx.stop.is_set():
+                return
+            free = docker_root_free_gb(ctx.client)
+            if free < min_free:  # each instance may pull an image of several GB: stop before the disk fills
+                raise EnvironmentNotReady(
+                    f"only {free:.1f} GB free for Docker images, under benchmark.min_free_disk_gb {min_free}; "
+                    "free space (e.g. `docker image prune`), then resume"
+                )
+            outcome = self._run_one(sample, ctx)
             if outcome.status == "interrupted":
                 return
-            row = self._row(bench, sample, outcome)
+            row = self._row(sample, outcome, ctx.secrets)
             with lock:
-                if stop.is_set() and outcome.infra:
+                if ctx.stop.is_set() and outcome.infra:
                     return
                 writer.write([row])
                 counts[outcome.status] += 1
                 if outcome.infra and not first_error:
-                    first_error.append(f"{sample.task_id}: {outcome.status}: {redact_text(outcome.error or '')}")
+                    first_error.append(f"{sample.task_id}: {row.error}")
                 progress.advance()
 
         pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="agent")
@@ -170,8 +227,8 @@ class AgentSolver(Solver):
                 for f in done:
                     f.result()
         except BaseException:
-            stop.set()  # every instance ends at its next step; removing the containers ends running commands
-            for env in list(live.values()):
+            ctx.stop.set()  # every instance ends at its next step; removing the containers ends running commands
+            for env in list(ctx.live.values()):
                 env.cleanup()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -181,17 +238,15 @@ class AgentSolver(Solver):
             with lock:
                 writer.close()
             progress.close()
-            prov = backend.provenance()
-            backend.close()
+            prov = ctx.backend.provenance()
+            ctx.backend.close()
             if counts and not quiet:
                 print("agent: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), file=sys.stderr)
             if first_error:
                 print(f"agent: first infrastructure error: {first_error[0]}", file=sys.stderr)
-        gen_prov = self._provenance(old, prov, counts, time.monotonic() - t0)
-        write_generation_provenance(run_dir, gen_prov)
-        return gen_prov
+        return counts, time.monotonic() - t0, prov
 
-    def _run_one(self, sample, backend, client, owner, run_dir, stop, live) -> Outcome:  # type: ignore[no-untyped-def]
+    def _run_one(self, sample: Sample, ctx: _Context) -> Outcome:
         from harness.agent.container import AGENT_LABEL, Limits, next_serial
         from harness.agent.instance import run_instance
         from harness.agent.scaffold import HarnessModel
@@ -202,18 +257,25 @@ class AgentSolver(Solver):
         agent = {**sc.agent}
         if cfg.step_limit is not None:
             agent["step_limit"] = cfg.step_limit
-        agent["wall_time_limit_seconds"] = cfg.instance_time_limit_s
+        if cfg.instance_time_limit_s is not None:
+            agent["wall_time_limit_seconds"] = cfg.instance_time_limit_s
         env = {**sc.environment}
         if cfg.command_timeout_s is not None:
             env["timeout"] = cfg.command_timeout_s
-        lifetime = (cfg.instance_time_limit_s or 24 * 3600) + 2 * int(env.get("timeout", 60)) + 600
+        # The container's own end is a backstop for one nobody removes (a kill -9 and no sweep since);
+        # limits are checked between steps, so a live instance may run well past its time limit.
+        limit = int(agent.get("wall_time_limit_seconds") or 0)
+        lifetime = limit + 2 * 3600 if limit else 24 * 3600
         limits = Limits(cfg.network, cfg.memory_mb, cfg.pids_limit, cfg.cpus, cfg.disk_mb, lifetime)
         label = {"model_name": self.run.model.name, "backend": self.run.model.backend}
 
-        def make_model(on_turn):  # type: ignore[no-untyped-def]
-            seed = lambda call: request_seed(sampling.seed, sample.task_id, call)  # noqa: E731
-            return HarnessModel(backend, sampling, sc.model, cfg.actions, seed, on_turn, label)
+        def make_model(on_turn: Callable[[dict], None]) -> HarnessModel:
+            def seed(call: int) -> int:
+                return request_seed(sampling.seed, sample.task_id, call)
 
+            return HarnessModel(ctx.backend, sampling, sc.model, cfg.actions, seed, on_turn, label)
+
+        owner = ctx.owner
         return run_instance(
             sample.data,
             scaffold=sc,
@@ -221,15 +283,18 @@ class AgentSolver(Solver):
             env_settings=env,
             limits=limits,
             make_model=make_model,
-            client=client,
+            client=ctx.client,
             labels={**owner.labels(), AGENT_LABEL: sample.task_id},
             name=container_name(owner.run, owner.pid, next_serial(), role="a"),
-            traj_dir=run_dir / TRAJECTORIES,
-            stop=stop,
-            live=live,
+            traj_dir=ctx.run_dir / TRAJECTORIES,
+            stop=ctx.stop,
+            live=ctx.live,
+            secrets=ctx.secrets,
         )
 
-    def _row(self, bench: Benchmark, sample: Sample, o: Outcome) -> GenerationRow:
+    def _row(self, sample: Sample, o: Outcome, secrets: Sequence[str]) -> GenerationRow:
+        """The instance's generations.jsonl row: the submitted patch as the answer (an agent has no one
+        raw reply: its replies are in the trajectory), its record in `info` with the secrets masked."""
         info = {
             "status": o.status,
             "steps": o.steps,
@@ -241,14 +306,14 @@ class AgentSolver(Solver):
         gen = Generation(
             sample.task_id,
             0,
-            None if o.infra else o.submission,
+            None,
             finish_reason=o.status,
             prompt_tokens=o.prompt_tokens,
             completion_tokens=o.completion_tokens,
             latency_s=o.wall_s,
-            error=f"{o.status}: {o.error}" if o.infra else None,
+            error=redact_text(f"{o.status}: {o.error}", secrets) if o.infra else None,
         )
-        return GenerationRow.of(gen, None if o.infra else Answer("patch", o.submission), info)
+        return GenerationRow.of(gen, None if o.infra else Answer("patch", o.submission), redact_data(info, secrets))
 
     def _provenance(self, old: dict, prov: dict, counts: Counter, wall: float) -> dict:
         c = self.cfg
@@ -257,6 +322,7 @@ class AgentSolver(Solver):
             {
                 "instances": sum(counts.values()),
                 "statuses": dict(sorted(counts.items())),
+                "errors": sum(n for st, n in counts.items() if st in INFRA_STATUSES),  # retried on resume
                 "wall_s": round(wall, 2),
                 "finished_at": provenance.now_iso(),
             },

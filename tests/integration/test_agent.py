@@ -88,7 +88,7 @@ def test_scripted_agent_resolves_the_instance(local, tmp_path, mode):
 def _malformed(mode: str) -> list:
     if mode == "tools":
         return [
-            {"role": "assistant", "content": "I will just think."},  # no tool call
+            {"role": "assistant", "content": None},  # an empty reply: no text, no tool call
             tool_call_message([("bash", '{"command": "ls"')]),  # invalid JSON arguments
             {"role": "assistant", "content": "THOUGHT: long", "finish_reason": "length"},  # cut at max_tokens
         ]
@@ -183,3 +183,45 @@ def test_a_context_overflow_ends_the_instance_with_its_own_status_and_is_scored(
     assert row["info"]["steps"] == 2 and attempts == 3  # never retried: it cannot fit on a retry either
     res = json.loads((run / "results.json").read_text())
     assert res["complete"] is True and res["counts"]["empty_patch"] == 1 and res["metrics"]["resolved"] == 0
+
+
+def test_output_newlines_are_read_as_the_package_reads_them(local, tmp_path):
+    """\\r\\n and \\r become \\n (the package's text-mode subprocess), in observations and submissions."""
+    script = [
+        reply("text", "printf 'a\\r\\nb\\rc\\n'"),
+        reply("text", "printf 'COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\\r\\nx\\r\\n'"),
+    ]
+    agent = ScriptedAgent("text", script)
+    with FakeOpenAI(answer=agent.answer) as srv:
+        cfg = agent_config(tmp_path, srv.base_url, local["dataset"], "text")
+        p = harness("generate", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "r")
+        bodies = list(srv.bodies)
+    assert p.returncode == 0, p.stderr
+    assert "<output>\na\nb\nc\n</output>" in bodies[1]["messages"][-1]["content"]
+    [row] = rows(tmp_path / "runs" / "r")
+    assert row["info"]["status"] == "submitted" and row["code"] == "x\n"
+
+
+def test_time_limit_and_a_missing_image(local, tmp_path):
+    """The wall-time limit ends an instance time_limit (scored); an image the engine cannot get is an
+    env_error row (infrastructure: the run is incomplete, resume retries it)."""
+    import docker
+
+    from tests.integration.agent_helpers import copies
+
+    dataset = copies(local, tmp_path, 2)
+    lines = dataset.read_text().splitlines()
+    broken = json.loads(lines[1])
+    broken["image"] = "127.0.0.1:9/harness-missing:never"  # its pull goes to a closed loopback port
+    dataset.write_text(lines[0] + "\n" + json.dumps(broken) + "\n")
+    agent = ScriptedAgent("tools", [reply("tools", "sleep 1")])
+    with FakeOpenAI(answer=agent.answer, latency_s=0.2) as srv:
+        cfg = agent_config(tmp_path, srv.base_url, dataset, "tools", instance_time_limit_s=2, step_limit=50)
+        p = harness("generate", str(cfg), "--out", str(tmp_path / "runs"), "--run-id", "r")
+    assert p.returncode == 1, p.stderr  # incomplete: the missing image
+    by_id = {r["task_id"]: r for r in rows(tmp_path / "runs" / "r")}
+    one, two = by_id["harness__calc-1"], by_id["harness__calc-2"]
+    assert one["info"]["status"] == "time_limit" and one["error"] is None and 2 <= one["info"]["steps"] <= 3
+    assert two["error"].startswith("env_error: image 127.0.0.1:9/harness-missing:never is not on this Docker engine")
+    assert "127.0.0.1:9/harness-missing:never" in p.stderr
+    assert agent_containers(docker.from_env(), tmp_path / "runs" / "r") == []

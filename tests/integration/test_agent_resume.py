@@ -3,7 +3,6 @@ finished ones are not rerun, in-flight ones restart from a clean container, no c
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -77,7 +76,7 @@ def test_kill_9_then_resume_ends_every_instance_exactly_once(local, tmp_path):
         assert len(left) >= 2, "the killed run's in-flight containers are still there (no one removed them)"
         _wait(lambda: srv.in_flight == 0, 10, "the dead run's last requests to be answered")
         turns_before = len(agent.turns)
-        p = harness("run", "--resume", str(run))
+        p = harness("generate", "--resume", str(run))
         assert p.returncode == 0, p.stderr
     after = rows(run)
     ids = [r["task_id"] for r in after]
@@ -87,8 +86,7 @@ def test_kill_9_then_resume_ends_every_instance_exactly_once(local, tmp_path):
     assert done not in {iid for iid, _ in resumed}  # the finished instance was not rerun
     for iid in set(ids) - {done}:  # the in-flight ones started again from turn 0 (a clean container)
         assert next(n for i, n in resumed if i == iid) == 0
-    res = json.loads((run / "results.json").read_text())
-    assert res["complete"] is True and res["counts"]["resolved"] == 3
+    assert all("return a + b" in r["code"] for r in after)
     assert agent_containers(client, run) == []  # the dead run's containers were swept, the resumed run's removed
 
 

@@ -19,18 +19,29 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_defaults_copied_from_the_package_are_the_packages():
-    """The adapter never imports litellm; the two defaults it copies must stay the package's."""
-    code = (
-        "from minisweagent.models.litellm_textbased_model import LitellmTextbasedModelConfig as C\n"
-        "import json; f = C.model_fields\n"
-        "print(json.dumps([f['action_regex'].default, f['observation_template'].default]))"
-    )
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", MSWEA_SILENT_STARTUP="1")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    from harness.agent.scaffold import DEFAULT_OBSERVATION, TEXT_ACTION_REGEX
+def _class_defaults(module: str, cls: str) -> dict[str, object]:
+    """The literal field defaults of a class in one of the package's modules, read from its source
+    (importing the module would import litellm, which takes seconds)."""
+    import ast
+    import importlib.util
 
-    assert json.loads(out.stdout.splitlines()[-1]) == [TEXT_ACTION_REGEX, DEFAULT_OBSERVATION]
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    return {
+        s.target.id: s.value.value
+        for s in node.body
+        if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name) and isinstance(s.value, ast.Constant)
+    }
+
+
+def test_defaults_copied_from_the_package_are_the_packages():
+    """The adapter never imports litellm; the defaults it copies must stay the package's."""
+    from harness.agent.scaffold import DEFAULT_OBSERVATION, TEXT_ACTION_REGEX, TEXT_FORMAT_ERROR
+
+    text = _class_defaults("minisweagent.models.litellm_textbased_model", "LitellmTextbasedModelConfig")
+    base = _class_defaults("minisweagent.models.litellm_model", "LitellmModelConfig")
+    assert (text["action_regex"], text["format_error_template"]) == (TEXT_ACTION_REGEX, TEXT_FORMAT_ERROR)
+    assert base["observation_template"] == DEFAULT_OBSERVATION
 
 
 @pytest.mark.parametrize("actions, name", [("tools", "swebench.yaml"), ("text", "swebench_backticks.yaml")])
@@ -178,6 +189,8 @@ DATASET = {"instance_id": "a__b-1", "repo": "a/b", "base_commit": "0" * 40, "pat
          "solver.name agent: works on SWE-bench instances, not benchmark 'humaneval'"),
         ("{backend: openai, name: m, model: m, base_url: 'http://127.0.0.1:9/v1'}", "{name: agent, config: nope.yaml}",
          None, "solver.config nope.yaml: cannot read"),
+        ("{backend: openai, name: m, model: m, base_url: 'http://127.0.0.1:9/v1'}", "{name: agent}", None,
+         "sampling.max_tokens: set it for agent turns"),
     ],
 )  # fmt: skip
 def test_agent_settings_that_cannot_work_are_refused_before_any_work(tmp_path, model, solver, bench, message):

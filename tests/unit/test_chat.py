@@ -156,15 +156,20 @@ def test_other_400_is_a_plain_failure_after_one_attempt(server, backend):
     assert info.value.attempts == 1 and server.attempts[8] == 1
 
 
-def test_reply_without_content_or_tool_calls_is_malformed(server):
+def test_an_empty_reply_is_a_turn_not_a_failure(server):
+    """No content and no tool calls is what the model said (the agent's parser gives its feedback);
+    a body that is not a completion at all is still malformed and retried."""
     server.answer = lambda body: {"role": "assistant", "content": None}
     backend = _backend(server, max_attempts=2)
     try:
-        with pytest.raises(GenerationFailed, match="neither content nor tool calls"):
-            backend.chat(MESSAGES, SAMPLING, seed=4)
+        turn = backend.chat(MESSAGES, SAMPLING, seed=4)
+        assert (turn.content, turn.tool_calls, turn.finish_reason) == (None, (), "stop")
+        server.faults[5] = ["garbage", "garbage"]
+        with pytest.raises(GenerationFailed, match="malformed response"):
+            backend.chat(MESSAGES, SAMPLING, seed=5)
     finally:
         backend.close()
-    assert server.attempts[4] == 2
+    assert server.attempts[4] == 1 and server.attempts[5] == 2
 
 
 def test_threads_share_the_concurrency_cap():
