@@ -25,7 +25,7 @@ from pydantic import Field
 
 from harness import provenance
 from harness.agent import INFRA_STATUSES
-from harness.config import PluginConfig, expand_env_fields
+from harness.config import PluginConfig, RunConfig, expand_env_fields
 from harness.errors import EnvironmentNotReady, UserInputError
 from harness.progress import Progress
 from harness.records import Answer, Generation, GenerationRow, Sample
@@ -51,6 +51,7 @@ class _Context:
     owner: Any
     run_dir: Path
     secrets: list[str]
+    cpus: float
     stop: threading.Event = field(default_factory=threading.Event)
     live: dict = field(default_factory=dict)  # container name -> its environment, while it runs
 
@@ -68,7 +69,7 @@ class AgentConfig(PluginConfig):
     network: bool = Field(False, description="give the containers a network (default: none)")
     memory_mb: int = Field(4096, ge=128)
     pids_limit: int = Field(1024, ge=16)
-    cpus: float = Field(2.0, gt=0)
+    cpus: float | None = Field(None, gt=0, description="default: 2, or the engine's CPUs if fewer")
     disk_mb: int = Field(4096, ge=16, description="the container's writable layer, and any one file")
     expand = expand_env_fields("config")
 
@@ -78,7 +79,7 @@ class AgentSolver(Solver):
 
     Config = AgentConfig
 
-    def __init__(self, cfg: AgentConfig, run) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, cfg: AgentConfig, run: RunConfig) -> None:
         super().__init__(cfg, run)
         self.cfg: AgentConfig = cfg
         self._scaffold: Scaffold | None = None
@@ -136,7 +137,7 @@ class AgentSolver(Solver):
 
         client = docker_client()
         cpus = client.info().get("NCPU") or 0
-        if cpus and self.cfg.cpus > cpus:
+        if cpus and self.cfg.cpus and self.cfg.cpus > cpus:
             raise UserInputError(f"solver.cpus {self.cfg.cpus}: the Docker engine has {cpus} CPUs")
         if any(_image(s.data) is None for s in samples):
             raise UserInputError("the agent solver needs each instance's image (the dataset's `image` field)")
@@ -178,9 +179,11 @@ class AgentSolver(Solver):
             backend.preflight()
             if hasattr(backend, "start"):
                 backend.start()
-            ctx = _Context(backend, client, Owner.current(run_dir), run_dir, secrets_in(self.run.model.model_dump()))
+            cpus = self.cfg.cpus or min(2.0, float(client.info().get("NCPU") or 2))
+            secrets = secrets_in(self.run.model.model_dump())
+            ctx = _Context(backend, client, Owner.current(run_dir), run_dir, secrets, cpus)
             counts, wall, prov = self._run_all(bench, instances, ctx, quiet)
-        gen_prov = self._provenance(old, prov, counts, wall)
+        gen_prov = self._provenance(old, prov, counts, wall, ctx.cpus)
         write_generation_provenance(run_dir, gen_prov)
         return gen_prov
 
@@ -266,7 +269,7 @@ class AgentSolver(Solver):
         # limits are checked between steps, so a live instance may run well past its time limit.
         limit = int(agent.get("wall_time_limit_seconds") or 0)
         lifetime = limit + 2 * 3600 if limit else 24 * 3600
-        limits = Limits(cfg.network, cfg.memory_mb, cfg.pids_limit, cfg.cpus, cfg.disk_mb, lifetime)
+        limits = Limits(cfg.network, cfg.memory_mb, cfg.pids_limit, ctx.cpus, cfg.disk_mb, lifetime)
         label = {"model_name": self.run.model.name, "backend": self.run.model.backend}
 
         def make_model(on_turn: Callable[[dict], None]) -> HarnessModel:
@@ -315,7 +318,7 @@ class AgentSolver(Solver):
         )
         return GenerationRow.of(gen, None if o.infra else Answer("patch", o.submission), redact_data(info, secrets))
 
-    def _provenance(self, old: dict, prov: dict, counts: Counter, wall: float) -> dict:
+    def _provenance(self, old: dict, prov: dict, counts: Counter, wall: float, cpus: float) -> dict:
         c = self.cfg
         sessions = [
             *old.get("sessions", []),
@@ -334,7 +337,7 @@ class AgentSolver(Solver):
             "agent": {
                 "actions": c.actions,
                 "scaffold": self.scaffold.provenance(),
-                "settings": c.model_dump(mode="json"),
+                "settings": {**c.model_dump(mode="json"), "cpus": cpus},  # the CPUs each container had
                 "environment": {"kind": "docker", "image": "the instance's own (dataset field `image`)"},
             },
             "sessions": sessions,
