@@ -242,12 +242,24 @@ class HardenedDocker(DockerEnvironment):
             sock.close()
         except OSError:
             pass
-        try:
-            code = api.exec_inspect(ex["Id"]).get("ExitCode")
-        except _ENGINE_ERRORS as e:
-            raise EnvironmentFailure(f"docker exec inspect failed: {e}") from None
+        code = self._exit_code(ex["Id"], wait_s=0.0 if cut else 5.0)
         # No exit code: it still runs (something detached held the output); it was cut off.
-        return buf.text(), (-1 if code is None else int(code)), cut or code is None, over
+        return buf.text(), (-1 if code is None else code), cut or code is None, over
+
+    def _exit_code(self, exec_id: str, wait_s: float) -> int | None:
+        """The exec's exit code; None while it runs. The engine may report the exit a moment after the
+        output closed (more so under load): waited for up to wait_s."""
+        end = time.monotonic() + wait_s
+        while True:
+            try:
+                state = self.client.api.exec_inspect(exec_id)
+            except _ENGINE_ERRORS as e:
+                raise EnvironmentFailure(f"docker exec inspect failed: {e}") from None
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return int(state["ExitCode"])
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.02)
 
     def _size(self) -> int:
         """The container's writable layer in bytes (0 when the engine does not say)."""

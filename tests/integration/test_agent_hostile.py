@@ -383,6 +383,7 @@ def test_one_command_cannot_fill_the_disk_far_past_the_limit(hostile):
     peak = h.watcher.peak_rw.get(IID[6], 0) >> 20
     print(f"burst: {six[0]['output'].strip()} s, the harness measured {mb} MB, peak seen {peak} MiB")
     assert status(h, 6) == "disk_limit"
-    # Measured while the command runs (every 0.2 s or more) and killed past the limit: the overshoot is
-    # what the burst writes between two measurements (without them it wrote 3x the limit, 192 MiB).
-    assert max(mb, peak) <= DISK_MB + DISK_MB // 2, (mb, peak)
+    # Measured while the command runs (every 0.2 s, more under load) and killed past the limit: the
+    # overshoot is what the burst writes between two measurements, here 6-35 MiB (measured only after
+    # the command, it wrote 3x the limit, 192 MiB).
+    assert max(mb, peak) < 2 * DISK_MB, (mb, peak)
