@@ -27,6 +27,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -266,10 +267,20 @@ def run_job(job, limits, am_init):
         if remaining <= 0:
             timed_out = True
             break
-        watch = list(open_fds) + ([pidfd] if pidfd is not None else [])
+        ctl = limits.get("_ctl")
+        watch = list(open_fds) + ([pidfd] if pidfd is not None else []) + ([ctl.fileno()] if ctl else [])
         ready, _, _ = select.select(watch, [], [], remaining if pidfd is not None else min(remaining, 0.005))
         for fd in ready:
-            if fd == pidfd:
+            if ctl is not None and fd == ctl.fileno():
+                try:
+                    gone = not ctl.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    gone = True
+                if gone:  # the harness is gone: so are the job and the runner
+                    _reap_all(pid, am_init)
+                    os._exit(0)
+                limits["_ctl"] = None  # (nothing is sent during a job; never spin on it)
+            elif fd == pidfd:
                 exited = True
             else:
                 buf, cap = (res_buf, 1 << 20) if fd == r_res else (out_buf, limits.get("output_bytes", 4096))
@@ -334,13 +345,14 @@ def run_job(job, limits, am_init):
 def main():
     _set_non_dumpable()
     sock_path = os.environ.pop("HARNESS_SOCKET", None)
+    ctl = None
     if sock_path:  # Docker: talk over the harness's unix socket, not through the engine's streams
-        import socket
-
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(sock_path)
         proto_in, proto_out = os.dup(s.fileno()), os.dup(s.fileno())
-        s.close()
+        # Watched during a job: when the harness dies mid-job (kill -9, or a second Ctrl-C that skips
+        # its clean-up) the runner ends then, not after the job's timeout, and the engine removes it.
+        ctl = s
     else:
         proto_in = os.dup(0)
         proto_out = os.dup(1)
@@ -364,7 +376,8 @@ def main():
     gc.freeze()  # children's collections then skip the runner's objects: fewer copy-on-write faults
     reader = os.fdopen(proto_in, "rb")
     writer = os.fdopen(proto_out, "wb")
-    limits = {"_close_fds": (proto_in, proto_out), "_devnull": devnull}
+    own_fds = (proto_in, proto_out, *((ctl.fileno(),) if ctl else ()))  # closed in each job's child
+    limits = {"_close_fds": own_fds, "_devnull": devnull, "_ctl": ctl}
     njobs = 0
     writer.write((json.dumps(info) + "\n").encode())
     writer.flush()
@@ -372,8 +385,9 @@ def main():
         msg = json.loads(line)
         if "limits" in msg:
             limits = dict(msg["limits"])
-            limits["_close_fds"] = (proto_in, proto_out)
+            limits["_close_fds"] = own_fds
             limits["_devnull"] = devnull
+            limits["_ctl"] = ctl
             continue
         if njobs % 64 == 0:  # the runner's own size, above which a job may allocate
             limits["_vm_base"] = _vm_size_bytes()

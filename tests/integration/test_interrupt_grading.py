@@ -51,3 +51,26 @@ def test_ctrl_c_during_grading_stops_now_and_leaves_nothing(humaneval, tmp_path,
     assert _containers(out.resolve()) == []
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()] if out.exists() else []
     assert all(r["status"] != "infra_error" for r in rows), rows  # stopped programs are ungraded, not failures
+
+
+def test_kill_9_mid_job_ends_the_runner_with_it(humaneval, tmp_path):
+    """The harness killed while its programs loop (60 s timeout): each container's runner sees the
+    connection close and ends the job and itself, so the engine removes the containers in seconds."""
+    import os
+
+    loops = [{"task_id": f"HumanEval/{i}", "completion": LOOP} for i in (1, 2)]
+    f = write_jsonl(tmp_path / "s.jsonl", loops)
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "harness", "evaluate", "humaneval", str(f), "--out", str(out), "--timeout", "60"]
+    proc = subprocess.Popen([*cmd, "-j", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(_containers(out.resolve())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # the looping programs are running
+    assert len(_containers(out.resolve())) == 2, "the sandbox never started"  # (the check sees them)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    t0 = time.monotonic()
+    while _containers(out.resolve()) and time.monotonic() - t0 < 20:
+        time.sleep(0.2)
+    assert _containers(out.resolve()) == [], "the runners waited for their jobs' 60 s timeout"
