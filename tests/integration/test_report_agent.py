@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from tests.integration.agent_helpers import FIX, ScriptedAgent, agent_config, co
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.swebench]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 KEY_ENV = "HARNESS_TEST_AGENT_REPORT_KEY"
 KEY = "sk-agent-report-0123456789abcdef"
 XSS = "<script>alert(1)</script>"
@@ -84,21 +82,6 @@ def site(tmp_path_factory) -> dict:
     results = {n: json.loads((d / "results.json").read_text()) for n, d in runs.items()}
     gens = {r["task_id"]: r for r in map(json.loads, (runs["agent"] / "generations.jsonl").read_text().splitlines())}
     return {"out": out, "runs": runs, "results": results, "gens": gens, "stdout": p.stdout}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "chromium is missing: `bash scripts/setup.sh` installs it"
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )  # fmt: skip
-        yield b
-        b.close()
 
 
 def _open(browser, site: dict, rel: str):

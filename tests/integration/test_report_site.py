@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -33,7 +32,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.swebench]
 
 PUBLISHED = sorted(p for p in (REPO / "results" / "published").iterdir() if (p / "results.json").exists())
 ARTIFACTS = REPO / "test-artifacts" / "report"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _harness(*args: str, cwd: Path, env: dict | None = None, ok: tuple[int, ...] = (0,)) -> str:
@@ -126,21 +124,6 @@ def site(tmp_path_factory, humaneval) -> dict:
         "--compare", "smollm2-135m-instruct-humaneval-greedy", "endpoint-model-flaky", cwd=root,
     )  # fmt: skip
     return {"out": out, "root": root, "results": results, "stdout": stdout, "runs": [*PUBLISHED, *runs.iterdir()]}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "chromium is missing: `bash scripts/setup.sh` installs it"
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )  # fmt: skip
-        yield b
-        b.close()
 
 
 def _open(browser, site: dict, rel: str, shot: str | None = None):
