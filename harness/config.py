@@ -185,6 +185,22 @@ class SandboxConfig(_Strict):
     memory_mb: int = Field(1024, ge=64)
 
 
+class ExecutorConfig(_Strict):
+    """Where per-instance container work (SWE-bench grading, agent instances) runs."""
+
+    name: str = Field("local", description="local: this machine's thread pool; ray: one Ray task per instance")
+    address: str = Field("auto", description="ray: the cluster (auto, host:port, or ray://host:10001)")
+    slots_resource: str = Field(
+        "harness_docker", description="ray: the custom resource each node advertises, one unit per container"
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="ray: tries per instance on a lost node or an infra error")
+
+    @field_validator("address")
+    @classmethod
+    def _expand_address(cls, v: str) -> str:
+        return expand_env(v) or v
+
+
 class RunConfig(_Strict):
     model: ModelConfig
     benchmark: SerializeAsAny[PluginConfig]  # the benchmark's own Config, from the registry
@@ -192,12 +208,18 @@ class RunConfig(_Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     bootstrap_seed: int = 1234
 
     @field_validator("sandbox", mode="before")
     @classmethod
     def _sandbox_shorthand(cls, v: Any) -> Any:
         return {"kind": v} if isinstance(v, str) else v
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_shorthand(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
 
 
 def format_error(source: str, err: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
