@@ -9,6 +9,9 @@ import typer
 
 from harness.errors import HarnessError, UserInputError
 
+EXECUTOR_HELP = "Where SWE-bench grading and agent instances run: local | ray."
+RAY_ADDRESS_HELP = "The Ray cluster for --executor ray (default: auto: the cluster this machine belongs to)."
+
 app = typer.Typer(
     help="Self-hosted evaluation harness for code models: benchmarks, solvers, scorers and backends are plug-ins.",
     no_args_is_help=True,
@@ -63,11 +66,15 @@ def evaluate(
     regrade: bool = typer.Option(
         False, "--regrade", help="Discard the directory's verdicts and grade every sample again (other settings)."
     ),
+    executor: str = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Grade a predictions file produced by anyone (or a run directory's generations), with resume."""
     import time
 
-    from harness.cli_eval import check_out_dir, evaluate_file, evaluate_run_dir
+    from harness.cli_eval import check_out_dir, evaluate_file, evaluate_run_dir, executor_overrides
+
+    sets = [*executor_overrides(executor, ray_address), *sets]
 
     grading = {"--sandbox": sandbox, "--memory-mb": memory_mb, "--workers": workers, "--timeout": timeout}
     predicting = {
@@ -127,21 +134,22 @@ def _finish(results, wall_s: float, out: Path, quiet: bool, allow_incomplete: bo
         raise typer.Exit(1)
 
 
-def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resume: Path | None):
+def _load_for_run(config: Path | None, sets: list[str], limit: int | None, resume: Path | None, where: list[str]):
     from harness.config import load_config
     from harness.rundir import config_path
 
     if resume is not None:
         if config is not None or sets or limit:
             raise UserInputError("--resume takes the run directory's own config; drop CONFIG, --set and --limit")
-        return load_config(config_path(resume))
+        # Where the work runs is not part of what the run is: a run may resume on a cluster, or off one.
+        return load_config(config_path(resume), where)
     if config is None:
         raise UserInputError("usage: harness run CONFIG.yaml [--set key=value] (or harness run --resume RUN_DIR)")
-    overrides = list(sets) + ([f"benchmark.limit={limit}"] if limit else [])
+    overrides = list(sets) + ([f"benchmark.limit={limit}"] if limit else []) + where
     return load_config(config, overrides)
 
 
-def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
+def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool, where: list[str]):
     """Load the config, pre-flight everything (nothing written before), then the run directory."""
     from harness.cli_eval import check_out_dir
     from harness.config import resolved_dict
@@ -153,7 +161,7 @@ def _start(config, sets, limit, out, run_id, resume, quiet, grading: bool):
     check_out_dir(resume if resume is not None else out, "--resume" if resume is not None else "--out")
     if run_id is not None and resume is None:
         check_new_run_dir(out / run_id)
-    cfg = _load_for_run(config, sets, limit, resume)
+    cfg = _load_for_run(config, sets, limit, resume, where)
     if resume is not None:
         from harness import reaper
 
@@ -178,11 +186,16 @@ def run(
     resume: Path = typer.Option(None, "--resume", help="Complete an interrupted run directory."),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Exit 0 even if incomplete."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    executor: str = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Generate with the configured backend, grade, write results with provenance."""
     import time
 
-    pipe, run_dir = _start(config, sets, limit, out, run_id, resume, quiet, grading=True)
+    from harness.cli_eval import executor_overrides
+
+    where = executor_overrides(executor, ray_address)
+    pipe, run_dir = _start(config, sets, limit, out, run_id, resume, quiet, grading=True, where=where)
     if not quiet:
         print(f"run directory: {run_dir}", file=sys.stderr)
     t0 = time.monotonic()
@@ -199,9 +212,14 @@ def generate(
     run_id: str = typer.Option(None, "--run-id"),
     resume: Path = typer.Option(None, "--resume"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    executor: str = typer.Option(None, "--executor", help=EXECUTOR_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Only the generation half: writes generations.jsonl; grade later with `harness evaluate RUN_DIR`."""
-    pipe, run_dir = _start(config, sets, limit, out, run_id, resume, quiet, grading=False)
+    from harness.cli_eval import executor_overrides
+
+    where = executor_overrides(executor, ray_address)
+    pipe, run_dir = _start(config, sets, limit, out, run_id, resume, quiet, grading=False, where=where)
     gen = pipe.generate(run_dir)
     errors = sum(s.get("errors", 0) for s in gen.get("sessions", [])[-1:])
     print(run_dir)

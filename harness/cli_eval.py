@@ -35,6 +35,22 @@ GRADING_FLAGS = {
     "--workers": "{workers}",
     "--timeout": "{timeout}",
 }
+
+
+def executor_overrides(executor: str | None, ray_address: str | None) -> list[str]:
+    """--set assignments for --executor / --ray-address."""
+    import json
+
+    if ray_address is not None and executor not in (None, "ray"):
+        raise UserInputError(f"--ray-address: only with --executor ray (got --executor {executor})")
+    out = []
+    if executor is not None or ray_address is not None:
+        out.append(f"executor.name={json.dumps(executor or 'ray')}")
+    if ray_address is not None:
+        out.append(f"executor.address={json.dumps(ray_address)}")
+    return out
+
+
 PREDICTION_FLAGS = {
     "--dataset-path": "benchmark.path",
     "--limit": "benchmark.limit",
@@ -67,13 +83,13 @@ def evaluate_file(target, samples, out, dataset, grading, predicting, sets, mode
     """Grade a predictions file (or --gold) of the benchmark `target` into `out`."""
     from pydantic import ValidationError
 
-    from harness.config import SandboxConfig, apply_override, format_error, plugin_config
+    from harness.config import ExecutorConfig, SandboxConfig, apply_override, format_error, plugin_config
     from harness.pipeline import evaluate_predictions, load_benchmark
     from harness.registry import BENCHMARKS, SCORERS
 
     if target not in BENCHMARKS:
         raise UserInputError(f"unknown benchmark {target!r}; expected one of: {', '.join(BENCHMARKS.names())}")
-    data: dict = {"benchmark": {"name": target}, "sandbox": {}}
+    data: dict = {"benchmark": {"name": target}, "sandbox": {}, "executor": {}}
     if dataset is not None:
         data["benchmark"].update(BENCHMARKS.load(target).dataset_option(dataset))
     bench_cls = BENCHMARKS.load(data["benchmark"]["name"])
@@ -81,8 +97,8 @@ def evaluate_file(target, samples, out, dataset, grading, predicting, sets, mode
     for o in flag_overrides(bench_cls, {**grading, **predicting}, {**GRADING_FLAGS, **PREDICTION_FLAGS}, uses_sandbox):
         apply_override(data, o)
     for o in sets:
-        if not o.startswith(("benchmark.", "sandbox.")):
-            raise UserInputError(f"--set {o!r}: evaluate takes benchmark.* and sandbox.* settings")
+        if not o.startswith(("benchmark.", "sandbox.", "executor.")):
+            raise UserInputError(f"--set {o!r}: evaluate takes benchmark.*, sandbox.* and executor.* settings")
         if o.startswith("sandbox.") and not uses_sandbox:
             raise UserInputError(f"--set {o!r}: {bench_cls.name}'s scorer does not use the sandbox")
         apply_override(data, o)
@@ -91,7 +107,11 @@ def evaluate_file(target, samples, out, dataset, grading, predicting, sets, mode
         sandbox_cfg = SandboxConfig.model_validate(data["sandbox"])
     except ValidationError as e:
         raise UserInputError(format_error("command line", e, SandboxConfig, "sandbox")) from None
-    return evaluate_predictions(bench, samples, out, sandbox_cfg, model_name, seed, quiet, regrade)
+    try:
+        executor = ExecutorConfig.model_validate(data["executor"])
+    except ValidationError as e:
+        raise UserInputError(format_error("command line", e, ExecutorConfig, "executor")) from None
+    return evaluate_predictions(bench, samples, out, sandbox_cfg, model_name, seed, quiet, regrade, executor)
 
 
 def evaluate_run_dir(run_dir: Path, grading: dict, sets: list[str], quiet: bool, regrade: bool):

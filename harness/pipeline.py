@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import metrics, provenance
-from harness.config import PluginConfig, RunConfig, SandboxConfig
+from harness.config import ExecutorConfig, PluginConfig, RunConfig, SandboxConfig
 from harness.errors import UserInputError
 from harness.manifest import GradingManifest, check_same, legacy_manifest, read_manifest
 from harness.records import DatasetInfo, Results, Sample, Submission
@@ -36,9 +36,22 @@ def load_benchmark(cfg: PluginConfig) -> Benchmark:
     return BENCHMARKS.load(cfg.name)(cfg)
 
 
-def make_scorer(bench: Benchmark, sandbox: SandboxConfig, out_dir: Path, quiet: bool, model: str) -> Scorer:
+def make_scorer(
+    bench: Benchmark,
+    sandbox: SandboxConfig,
+    out_dir: Path,
+    quiet: bool,
+    model: str,
+    executor: ExecutorConfig | None = None,
+) -> Scorer:
     """The scorer the benchmark names."""
-    return SCORERS.load(bench.scorer)(bench, sandbox, out_dir, quiet, model)
+    cls = SCORERS.load(bench.scorer)
+    if executor is not None and executor.name != "local" and not cls.remote:
+        raise UserInputError(
+            f"executor {executor.name}: {bench.name} is graded by its {bench.scorer!r} scorer in this machine's "
+            "sandbox; remote executors run SWE-bench grading and agent instances (use executor: local)"
+        )
+    return cls(bench, sandbox, out_dir, quiet, model, executor)
 
 
 def check_disk(run_dir: Path, min_free_mb: int = 200) -> None:
@@ -67,7 +80,7 @@ class Pipeline:
         self.solver.check(self.bench, run_dir)
 
     def scorer(self, run_dir: Path) -> Scorer:
-        return make_scorer(self.bench, self.cfg.sandbox, run_dir, self.quiet, self.cfg.model.name)
+        return make_scorer(self.bench, self.cfg.sandbox, run_dir, self.quiet, self.cfg.model.name, self.cfg.executor)
 
     def generate(self, run_dir: Path) -> dict:
         """The solver's stage: generations.jsonl and generation.json; returns the generation provenance."""
@@ -253,6 +266,7 @@ def evaluate_predictions(
     seed: int,
     quiet: bool,
     regrade: bool = False,
+    executor: ExecutorConfig | None = None,
 ) -> Results:
     """Grade a predictions file made by any tool (or, with path None, the dataset's reference solutions)."""
     samples, info = bench.load()
@@ -264,7 +278,7 @@ def evaluate_predictions(
         subs, sha, name = preds.submissions, preds.sha256, preds.model_name or path.name.split(".")[0]
         samples, notes = preds.samples, preds.notes
     model = model_name or name
-    scorer = make_scorer(bench, sandbox, out, quiet, model)
+    scorer = make_scorer(bench, sandbox, out, quiet, model, executor)
     return score(
         bench,
         samples,

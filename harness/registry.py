@@ -79,7 +79,8 @@ SOLVERS = Registry("solver", "solvers", "harness.solvers")
 SCORERS = Registry("scorer", "scorers", "harness.scorers")
 BACKENDS = Registry("model backend", "model backends", "harness.backends")
 SANDBOXES = Registry("sandbox", "sandboxes", "harness.sandboxes")
-REGISTRIES = {r.plural: r for r in (BENCHMARKS, SOLVERS, SCORERS, BACKENDS, SANDBOXES)}
+EXECUTORS = Registry("executor", "executors", "harness.executors")
+REGISTRIES = {r.plural: r for r in (BENCHMARKS, SOLVERS, SCORERS, BACKENDS, SANDBOXES, EXECUTORS)}
 
 
 def register(kind: str, name: str, target: str, summary: str = "") -> None:
@@ -110,3 +111,5 @@ BACKENDS.register(
 )
 BACKENDS.register("openai", "harness.models.openai_api:OpenAIBackend", "hosted OpenAI-compatible endpoint")
 BACKENDS.register("transformers", "harness.models.hf_transformers:TransformersBackend", "batched transformers generate")
+EXECUTORS.register("local", "harness.executors.base:LocalExecutor", "this machine: the stage's own thread pool")
+EXECUTORS.register("ray", "harness.executors.ray_exec:RayExecutor", "one Ray task per instance on a Ray cluster")

@@ -54,7 +54,7 @@ if [ ! -e "$stamp" ]; then
   # evalplus needs makes pip print red "ERROR: pip's dependency resolver ..." lines about the rest.
   # So on a re-install it leaves first (pip never warns about a --no-deps install itself).
   .venv/bin/pip uninstall -q -y evalplus 2>/dev/null || true
-  .venv/bin/pip install -q -e ".[dev,swebench,agent]"
+  .venv/bin/pip install -q -e ".[dev,swebench,agent,ray]"
   if [ "$WITH_VLLM" = 1 ]; then
     bash scripts/install-vllm.sh .venv
   fi

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from harness.config import SandboxConfig
+from harness.config import ExecutorConfig, SandboxConfig
 from harness.records import Sample, SampleResult, Status, Submission
 
 if TYPE_CHECKING:
@@ -34,17 +34,25 @@ class Scorer(ABC):
         Status.INFRA_ERROR,
     )
     uses_sandbox: ClassVar[bool] = False  # reads the `sandbox` section (so --sandbox applies)
+    remote: ClassVar[bool] = False  # can grade through a remote executor (executor: ray)
 
     def __init__(
-        self, bench: Benchmark, sandbox: SandboxConfig, out_dir: Path, quiet: bool = False, model: str = "model"
+        self,
+        bench: Benchmark,
+        sandbox: SandboxConfig,
+        out_dir: Path,
+        quiet: bool = False,
+        model: str = "model",
+        executor: ExecutorConfig | None = None,
     ) -> None:
         self.bench, self.sandbox_cfg, self.out_dir, self.quiet, self.model = bench, sandbox, out_dir, quiet, model
+        self.executor_cfg = executor or ExecutorConfig()
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Pre-flight: raise EnvironmentNotReady (with the fixing command) if grading cannot run here."""
 
     # settings() keys that decide how fast grading runs, not what it finds.
-    run_only_settings: ClassVar[tuple[str, ...]] = ("workers", "max_workers", "images")
+    run_only_settings: ClassVar[tuple[str, ...]] = ("workers", "max_workers", "images", "executor")
 
     def settings(self) -> dict:
         """The grading settings, recorded in provenance."""

@@ -141,10 +141,21 @@ class SWEBenchScorer(Scorer):
         Status.INFRA_ERROR,
     )
 
-    def __init__(self, bench, sandbox, out_dir: Path, quiet: bool = False, model: str = "model") -> None:
-        super().__init__(bench, sandbox, out_dir, quiet, model)
+    remote = True
+
+    def __init__(self, bench, sandbox, out_dir: Path, quiet: bool = False, model: str = "model", executor=None) -> None:
+        super().__init__(bench, sandbox, out_dir, quiet, model, executor)
         self.cfg = bench.cfg  # max_workers, timeout_s, images, min_free_disk_gb live in the benchmark's config
         self._client = None
+        self._executor = None
+
+    def executor(self):
+        """The executor of the config (local unless it says otherwise), made once."""
+        if self._executor is None:
+            from harness.executors import make_executor
+
+            self._executor = make_executor(self.executor_cfg)
+        return self._executor
 
     def _docker(self):
         if self._client is None:
@@ -162,6 +173,9 @@ class SWEBenchScorer(Scorer):
 
     def check(self) -> None:
         require_swebench()
+        if self.executor().remote:  # the nodes' engines and disks are checked by each task on its node
+            self.executor().check()
+            return
         free = docker_root_free_gb(self._docker())
         if free < self.cfg.min_free_disk_gb:
             raise EnvironmentNotReady(
@@ -176,6 +190,7 @@ class SWEBenchScorer(Scorer):
             "max_workers": self.cfg.max_workers,
             "timeout_s": self.cfg.timeout_s,
             "images": self.cfg.images,
+            "executor": self.executor_cfg.name,
         }
 
     def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result: OnResult) -> dict:
@@ -184,6 +199,10 @@ class SWEBenchScorer(Scorer):
         from harness.sandbox.prune import LabellingClient, Owner
 
         self.check()
+        if self.executor().remote:
+            from harness.scoring.swebench_remote import grade_remote
+
+            return grade_remote(self, self.executor(), todo, on_result)
         # The grader's containers carry this run's owner labels, so that prune and sweeps can tell them apart.
         client = LabellingClient(self._docker(), Owner.current(self.out_dir).labels())
         _sweep(client, self.out_dir)
