@@ -99,25 +99,38 @@ class VLLMModel(VLLMSettings):
 
 class VLLMServerModel(VLLMSettings):
     backend: Literal["vllm-server"]
-    base_url: str | None = Field(None, description="attach to a running server instead of starting one")
+    base_url: str | list[str] | None = Field(
+        None,
+        description="attach to a running server instead of starting one; a list: to several servers of the "
+        "model (replicas, e.g. one per node), requests spread over them",
+    )
     port: int = Field(0, ge=0, le=65535, description="0: pick a free port")
     startup_timeout_s: float = Field(900, gt=0)
-    max_concurrency: int = Field(64, ge=1)
+    max_concurrency: int = Field(
+        64, ge=1, description="requests in flight per server (with a list of base_url: replicas x this in all)"
+    )
     request_timeout_s: float = Field(600, gt=0)
     api: Literal["chat", "completions"] = "chat"
 
     @field_validator("base_url")
     @classmethod
-    def _expand_url(cls, v: str | None) -> str | None:
-        return expand_env(v)
+    def _expand_url(cls, v: str | list[str] | None) -> str | list[str] | None:
+        from harness.models.replicas import check_url_list
+
+        return check_url_list(v, expand_env) if isinstance(v, list) else expand_env(v)
 
 
 class OpenAIModel(_ModelBase):
     backend: Literal["openai"]
-    base_url: str
+    base_url: str | list[str] = Field(
+        description="the endpoint; a list: replicas of one model (e.g. one `vllm serve` per node), requests "
+        "spread over those that answer"
+    )
     api: Literal["chat", "completions"] = "chat"
     api_key_env: str | None = Field(None, description="name of the variable holding the key (never the key)")
-    max_concurrency: int = Field(8, ge=1)
+    max_concurrency: int = Field(
+        8, ge=1, description="requests in flight per endpoint (with a list of base_url: replicas x this in all)"
+    )
     max_attempts: int = Field(6, ge=1)
     request_timeout_s: float = Field(120, gt=0)
     backoff_initial_s: float = Field(1.0, ge=0)
@@ -128,8 +141,10 @@ class OpenAIModel(_ModelBase):
 
     @field_validator("base_url")
     @classmethod
-    def _expand_url(cls, v: str) -> str:
-        return expand_env(v) or v
+    def _expand_url(cls, v: str | list[str]) -> str | list[str]:
+        from harness.models.replicas import check_url_list
+
+        return check_url_list(v, expand_env) if isinstance(v, list) else expand_env(v) or v
 
 
 class TransformersModel(_ModelBase):

@@ -8,7 +8,8 @@ are retried with exponential backoff and full jitter (honouring Retry-After), at
 Both ways in share one request function (`_exchange`): `generate` runs its batch on its own event
 loop; `chat` (one turn, called from any number of threads) submits to one long-lived loop in a
 background thread, so all threads' turns share one connection pool, one concurrency cap and one
-rate budget.
+rate budget. `base_url` may list several replicas of the model: `replicas.ReplicaPool` spreads the
+requests over them and takes out (and later back) a replica that stops answering.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import OpenAIModel, SamplingConfig
-from harness.errors import EnvironmentNotReady, UserInputError
+from harness.errors import UserInputError
+from harness.models import replicas
 from harness.models.base import (
     ChatTurn,
     ContextOverflow,
@@ -36,6 +38,7 @@ from harness.models.base import (
     is_context_overflow,
     request_seed,
 )
+from harness.models.replicas import ReplicaPool, Session, base_urls, check_replicas
 from harness.records import Generation, Prompt
 from harness.redact import backend_secrets, redact_text, redact_url
 
@@ -75,14 +78,14 @@ def _retry_after(headers) -> float | None:
             return None
 
 
-async def _wind_down(client) -> None:
+async def _wind_down(session: Session | None) -> None:
     """Cancel the turns still running on this loop (their callers get CancelledError, not a hang)."""
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for t in others:
         t.cancel()
     await asyncio.gather(*others, return_exceptions=True)
-    if client is not None:
-        await client.aclose()
+    if session is not None:
+        await session.aclose()
 
 
 def _usage(data: object) -> dict:
@@ -113,7 +116,7 @@ def parse_turn(data: object) -> tuple[str | None, tuple[ToolCall, ...], str | No
 
 
 class OpenAIBackend:
-    """Any OpenAI-compatible endpoint. At most max_concurrency requests are in flight."""
+    """Any OpenAI-compatible endpoint (or replicas of one): at most max_concurrency requests in flight each."""
 
     def __init__(self, cfg: OpenAIModel, run_dir: Path | None = None) -> None:
         self.cfg = cfg
@@ -130,9 +133,10 @@ class OpenAIBackend:
         self._chat_lock = threading.Lock()
         self._chat_loop: asyncio.AbstractEventLoop | None = None
         self._chat_thread: threading.Thread | None = None
-        self._chat_state: tuple[asyncio.Semaphore, RateLimiter, Any] | None = None
+        self._chat_state: tuple[asyncio.Semaphore, RateLimiter, Session] | None = None
+        self.pool = ReplicaPool(base_urls(cfg.base_url), cfg.max_concurrency)
         # Masked in every error text kept: endpoints echo request headers (the key) and URLs.
-        self._secrets = backend_secrets(cfg.base_url, cfg.api_key_env)
+        self._secrets = [s for u in self.pool.urls for s in backend_secrets(u, cfg.api_key_env)]
 
     # -- lifecycle ------------------------------------------------------------------------------
     def api_key(self) -> str | None:
@@ -145,32 +149,22 @@ class OpenAIBackend:
             raise UserInputError(
                 f"model.api_key_env: the variable {self.cfg.api_key_env} is not set; export it with the endpoint's key"
             )
-        if not self.cfg.base_url.startswith(("http://", "https://")):
-            raise UserInputError(f"model.base_url: expected an http(s) URL, got {redact_url(self.cfg.base_url)!r}")
+        url = self.cfg.base_url
+        if isinstance(url, str) and not url.startswith(("http://", "https://")):  # a list is checked by the config
+            raise UserInputError(f"model.base_url: expected an http(s) URL, got {redact_url(url)!r}")
         self._check_reachable()
 
     def _check_reachable(self) -> None:
-        """One GET before anything is written, so that an endpoint refusing connections (or a host that
-        does not resolve) fails now with its reason, not as one generation error per sample after the
-        retries. Any HTTP answer (401, 404...) or a timeout passes: the requests themselves will tell."""
-        import httpx
-
-        url = self.cfg.base_url.rstrip("/") + "/models"
-        try:
-            httpx.get(url, timeout=min(self.cfg.request_timeout_s, 10.0))
-        except httpx.ConnectError as e:
-            raise EnvironmentNotReady(
-                f"model.base_url: cannot connect to {redact_url(self.cfg.base_url)} ({self._redact(str(e))}); "
-                "start the endpoint or correct the URL, then run again"
-            ) from None
-        except httpx.HTTPError:
-            pass
+        """One GET per replica before anything is written, so that an endpoint refusing connections (or a
+        host that does not resolve) fails now with its reason, not as one generation error per sample
+        after the retries (EnvironmentNotReady when no replica answers; the others start taken out)."""
+        check_replicas(self.pool, min(self.cfg.request_timeout_s, 10.0), self._redact)
 
     def provenance(self) -> dict:
-        """The endpoint, the client settings and what the client did."""
+        """The endpoint (with a list, each replica and what it did), the client settings and what the client did."""
         return {
             "backend": "openai",
-            "base_url": redact_url(self.cfg.base_url),
+            **replicas.provenance(self.cfg.base_url, self.pool),
             "model_id": self.cfg.model,
             "api": self.cfg.api,
             "max_concurrency": self.cfg.max_concurrency,
@@ -189,7 +183,7 @@ class OpenAIBackend:
         thread.join(timeout=30)
         loop.close()
 
-    def _client(self):
+    def _client(self, base_url: str):
         import httpx
 
         headers = {"Content-Type": "application/json"}
@@ -200,7 +194,7 @@ class OpenAIBackend:
             max_connections=self.cfg.max_concurrency, max_keepalive_connections=self.cfg.max_concurrency
         )
         return httpx.AsyncClient(
-            base_url=self.cfg.base_url.rstrip("/") + "/",
+            base_url=base_url.rstrip("/") + "/",
             headers=headers,
             limits=limits,
             timeout=httpx.Timeout(self.cfg.request_timeout_s),
@@ -226,20 +220,26 @@ class OpenAIBackend:
 
     # -- one request, with the retry policy -------------------------------------------------------
     async def _exchange(
-        self, client, limiter: RateLimiter, path: str, body: dict, parse: Callable[[object], Any]
+        self, session: Session, limiter: RateLimiter, path: str, body: dict, parse: Callable[[object], Any]
     ) -> _Outcome:
-        """POST body to path until parse() accepts a response or the policy gives up."""
+        """POST body to path until parse() accepts a response or the policy gives up. Each attempt goes to
+        the replica the pool picks; a transport failure with another replica healthy is retried there at
+        once (no backoff): the body, hence the answer, is the same whichever replica serves it."""
         import httpx
 
         est = body["max_tokens"] + len(str(body.get("messages") or body.get("prompt"))) // 3
         last_error = ""
+        avoid: int | None = None
         for attempt in range(1, self.cfg.max_attempts + 1):
             delay: float | None = None
+            lease = await session.acquire(avoid)
+            avoid = None
             await limiter.acquire(est)
             self._enter()
             t0 = time.monotonic()
             try:
-                resp = await client.post(path, json=body)
+                resp = await lease.client.post(path, json=body)
+                lease.answered()  # any status: the replica is up (a 5xx or 429 is retried with backoff)
                 if resp.status_code in RETRY_STATUS:
                     # Masked before it is cut short: a cut could leave part of a key that no longer matches.
                     last_error = f"HTTP {resp.status_code}: {self._redact(resp.text)[:200]}"
@@ -261,10 +261,15 @@ class OpenAIBackend:
                     return _Outcome(value, attempt, round(latency, 4), usage)
             except (httpx.TransportError, _Malformed, ValueError) as e:  # ValueError: body is not JSON
                 last_error = self._redact(f"{type(e).__name__}: {e}")[:300]
+                if isinstance(e, httpx.TransportError) and lease.failed():
+                    avoid = lease.index
             finally:
                 self._leave()
+                lease.release()
             if attempt < self.cfg.max_attempts:
                 self._count("retries")
+                if avoid is not None:
+                    continue
                 if delay is None:
                     cap = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (attempt - 1))
                     delay = random.uniform(0, cap)
@@ -281,16 +286,20 @@ class OpenAIBackend:
         asyncio.run(self._generate_all(prompts, sampling, needed, sink))
 
     async def _generate_all(self, prompts, sampling, needed, sink) -> None:
-        sem = asyncio.Semaphore(self.cfg.max_concurrency)
+        # Requests in their backoff keep their place, as with one endpoint: replicas x cap at a time.
+        sem = asyncio.Semaphore(self.cfg.max_concurrency * len(self.pool.replicas))
         limiter = RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
-        async with self._client() as client:
+        session = self.pool.session(self._client)
 
-            async def one(prompt: Prompt, sample_id: int) -> None:
-                async with sem:
-                    gen = await self._request(client, limiter, prompt, sample_id, sampling)
-                sink([gen])
+        async def one(prompt: Prompt, sample_id: int) -> None:
+            async with sem:
+                gen = await self._request(session, limiter, prompt, sample_id, sampling)
+            sink([gen])
 
+        try:
             await asyncio.gather(*(one(p, s) for p in prompts for s in needed.get(p.task_id, [])))
+        finally:
+            await session.aclose()
 
     def _body(self, prompt: Prompt, sampling: SamplingConfig, seed: int) -> tuple[str, dict]:
         body = {
@@ -323,11 +332,11 @@ class OpenAIBackend:
             raise _Malformed(f"malformed response: {type(e).__name__}: {e}") from None
 
     async def _request(
-        self, client, limiter: RateLimiter, prompt: Prompt, sample_id: int, sampling: SamplingConfig
+        self, session: Session, limiter: RateLimiter, prompt: Prompt, sample_id: int, sampling: SamplingConfig
     ) -> Generation:
         seed = request_seed(sampling.seed, prompt.task_id, sample_id)
         path, body = self._body(prompt, sampling, seed)
-        out = await self._exchange(client, limiter, path, body, lambda data: self._parse(data, self.cfg.api))
+        out = await self._exchange(session, limiter, path, body, lambda data: self._parse(data, self.cfg.api))
         if out.error is not None:
             return Generation(prompt.task_id, sample_id, None, seed=seed, attempts=out.attempts, error=out.error)
         text, finish = out.value
@@ -384,7 +393,8 @@ class OpenAIBackend:
         # Runs on the chat loop's thread only, so the lazy set-up below cannot race.
         if self._chat_state is None:
             limiter = RateLimiter(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
-            self._chat_state = (asyncio.Semaphore(self.cfg.max_concurrency), limiter, self._client())
-        sem, limiter, client = self._chat_state
+            sem = asyncio.Semaphore(self.cfg.max_concurrency * len(self.pool.replicas))
+            self._chat_state = (sem, limiter, self.pool.session(self._client))
+        sem, limiter, session = self._chat_state
         async with sem:
-            return await self._exchange(client, limiter, "chat/completions", body, parse_turn)
+            return await self._exchange(session, limiter, "chat/completions", body, parse_turn)

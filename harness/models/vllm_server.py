@@ -6,7 +6,9 @@ directory; it is stopped on close(), on Ctrl-C and on errors (the pipeline close
 `finally`), and with its whole process group. If the harness dies without closing it (kill -9),
 harness.reaper's watchdog stops that group. generate() and chat() both go through one
 OpenAIBackend client (retries, concurrency cap); the first call starts the server, once, whichever
-thread makes it. Tools in chat() are passed through: the server answers with tool calls only when
+thread makes it. A list of base_url attaches to several running servers of the model (replicas, e.g.
+one per node; the harness never starts several itself): the client spreads the requests over them
+(harness.models.replicas). Tools in chat() are passed through: the server answers with tool calls only when
 it was started with a tool-call parser (`tool_call_parser: NAME` starts it with --enable-auto-tool-choice).
 """
 
@@ -20,15 +22,18 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness import reaper
 from harness.config import OpenAIModel, SamplingConfig, VLLMServerModel
 from harness.errors import EnvironmentNotReady
+from harness.models import replicas
 from harness.models.base import ChatTurn, Sink
 from harness.models.engine_log import summary
 from harness.models.openai_api import OpenAIBackend
 from harness.models.preflight import check_vllm
+from harness.models.replicas import base_urls
 from harness.models.vllm_engine import ENGINE_FIELDS, model_fingerprint, software_versions
 from harness.records import Prompt
 from harness.redact import redact_url
@@ -42,6 +47,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _healthy(urls: Sequence[str]) -> list[str]:
+    """The servers (of `urls`, all asked at once) whose /health answers 200."""
+    import httpx
+
+    def ok(url: str) -> bool:
+        try:
+            return httpx.get(url.rstrip("/").removesuffix("/v1") + "/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with ThreadPoolExecutor(max_workers=min(len(urls), 16)) as ex:
+        return [u for u, good in zip(urls, ex.map(ok, urls), strict=True) if good]
 
 
 def server_argv(cfg: VLLMServerModel, port: int) -> list[str]:
@@ -101,8 +120,6 @@ class VLLMServerBackend:
                 self._start()
 
     def _start(self) -> None:
-        import httpx
-
         if self.base_url is None:
             port = self.cfg.port or _free_port()
             log_path = (self.run_dir or Path(".")) / "server.log"
@@ -125,7 +142,7 @@ class VLLMServerBackend:
                 log.close()
             watchdog.add_group(self.proc.pid)  # its own session: members orphaned between two scans are found by it
             self.base_url = f"http://127.0.0.1:{port}/v1"
-        root = self.base_url.rstrip("/").removesuffix("/v1")
+        urls = base_urls(self.base_url)
         t0 = time.monotonic()
         deadline = t0 + self.cfg.startup_timeout_s
         while True:
@@ -134,15 +151,15 @@ class VLLMServerBackend:
                 raise EnvironmentNotReady(
                     f"vllm serve exited with code {code} before it was healthy; {self._log_summary()}"
                 )
-            try:
-                if httpx.get(root + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if _healthy(urls):  # of several replicas one will do: the others are probed as the run goes
+                break
             if time.monotonic() > deadline:
                 self.close()
+                what = (
+                    "vllm serve was" if len(urls) == 1 else f"none of {', '.join(map(str, map(redact_url, urls)))} was"
+                )
                 raise EnvironmentNotReady(
-                    f"vllm serve was not healthy after {self.cfg.startup_timeout_s:.0f} s; {self._log_summary()}"
+                    f"{what} not healthy after {self.cfg.startup_timeout_s:.0f} s; {self._log_summary()}"
                 )
             time.sleep(1.0)
         self.startup_s = round(time.monotonic() - t0, 1)
@@ -157,6 +174,8 @@ class VLLMServerBackend:
                 request_timeout_s=self.cfg.request_timeout_s,
             )
         )
+        if len(urls) > 1:
+            self.client._check_reachable()  # replicas refusing connections start taken out (warned)
 
     def _client(self) -> OpenAIBackend:
         self.start()
@@ -186,7 +205,8 @@ class VLLMServerBackend:
             "model_id": c.model,
             **model_fingerprint(c.model, c.revision),
             **self.facts,
-            "base_url": redact_url(self.base_url),  # an attached server's URL may carry credentials
+            # An attached server's URL may carry credentials; with a list, also what each replica did.
+            **replicas.provenance(self.base_url, self.client.pool if self.client else None),
             "started_server": self.cfg.base_url is None,
             "startup_s": self.startup_s,
             "parallel": {

@@ -10,7 +10,12 @@ listed faults the request succeeds with an answer derived from its prompt and se
 
 `answer(body)` returns the reply's text, or a whole assistant message (a dict, e.g. with
 `tool_calls`, see tool_call_message; a `finish_reason` key in it is sent as the choice's) for scripted
-agent turns; `scripted(...)` replays a list of them in order. Every request body received is kept in `bodies`.
+agent turns; `scripted(...)` replays a list of them in order. Every request body received is kept in `bodies`
+(and the time.monotonic() it arrived at in `arrived`).
+
+A replica going away: `stop()` refuses new connections from then on and cuts the open ones (requests in
+flight get no answer); `stop_after = K` does that by itself right after the K-th answer (mid-run, at a
+point the test knows); `start_again()` listens on the same port again.
 """
 
 from __future__ import annotations
@@ -84,6 +89,11 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.log: dict[int, list[str]] = defaultdict(list)
         self.bodies: list[dict] = []
+        self.arrived: list[float] = []
+        self.stop_after: int | None = None
+        self.stopped_at: float | None = None
+        self.connections: set[socket.socket] = set()
+        self.sending = 0  # answers being written: stop() lets them finish, so none is half-sent
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,6 +107,16 @@ class FakeOpenAI:
                 # Headers and body go out in separate writes: without this, Nagle plus delayed ACKs
                 # add ~40 ms to every keep-alive response.
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with server.lock:
+                    server.connections.add(self.connection)
+
+            def finish(self):
+                with server.lock:
+                    server.connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # the connection was cut by stop()
+                    pass
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/health"):
@@ -113,6 +133,7 @@ class FakeOpenAI:
                     n = server.attempts[seed]
                     server.attempts[seed] += 1
                     server.bodies.append(body)
+                    server.arrived.append(time.monotonic())
                 plan = server.faults.get(seed, [])
                 fault = "always500" if "always500" in plan else (plan[n] if n < len(plan) else None)
                 server.log[seed].append(fault or "ok")
@@ -137,7 +158,10 @@ class FakeOpenAI:
                     self._send(200, full[: len(full) // 2], length=len(full))
                 elif fault == "drop":
                     self.close_connection = True
-                    self.connection.shutdown(2)
+                    try:
+                        self.connection.shutdown(2)
+                    except OSError:  # already cut by stop()
+                        pass
                 elif fault in CONTEXT_ERRORS:
                     self._send(400, json.dumps(CONTEXT_ERRORS[fault]).encode())
                 elif fault == "400":
@@ -146,8 +170,19 @@ class FakeOpenAI:
                     self._send(200, b'{"object": "chat.completion", "choices": []}')
                 else:
                     with server.lock:
+                        if server.stopped_at is not None:  # stopped while this one was being worked on
+                            self.close_connection = True
+                            return
                         server.successes[seed] += 1
-                    self._send(200, self._completion(body, seed))
+                        server.sending += 1
+                        last = server.stop_after is not None and sum(server.successes.values()) >= server.stop_after
+                    try:
+                        self._send(200, self._completion(body, seed))
+                    finally:
+                        with server.lock:
+                            server.sending -= 1
+                    if last:
+                        server.stop()
 
             def _completion(self, body, seed):
                 reply = server.answer(body)
@@ -183,20 +218,52 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self._listen(0)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def _listen(self, port: int) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
         # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def stop(self) -> None:
+        """Go away: connections are refused from now on, and the open ones are cut."""
+        with self.lock:
+            if self.stopped_at is not None:
+                return
+            self.stopped_at = time.monotonic()
+        deadline = time.monotonic() + 2
+        while self.sending and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+        self.httpd.server_close()  # the listening socket: connecting now gets ECONNREFUSED
+        with self.lock:
+            conns = list(self.connections)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def start_again(self) -> None:
+        """Come back on the same port (after stop())."""
+        self._listen(self.port)
+        self.stop_after = None
+        self.stopped_at = None
+        self.thread.start()
 
     def __enter__(self) -> FakeOpenAI:
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.stopped_at is None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
 
 
 if __name__ == "__main__":
