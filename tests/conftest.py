@@ -51,7 +51,7 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-TIERS = ("unit", "docker", "bwrap", "vllm", "swebench", "browser")
+TIERS = ("unit", "docker", "bwrap", "vllm", "swebench", "browser", "ray")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -10,6 +10,7 @@ and every attempt is recorded. The driver writes the run directory; tasks only r
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -68,6 +69,7 @@ class RayExecutor(RemoteExecutor):
         if ray.is_initialized():
             return ray
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        self._probe()
         try:
             ray.init(
                 address=self.cfg.address,
@@ -83,6 +85,23 @@ class RayExecutor(RemoteExecutor):
                 "--ray-address"
             ) from None
         return ray
+
+    def _probe(self) -> None:
+        """A host:port that refuses connections fails now: ray.init would retry it for minutes."""
+        import socket
+
+        addr = self.cfg.address.removeprefix("ray://")
+        host, _, port = addr.rpartition(":")
+        if self.cfg.address == "auto" or not host or not port.isdigit():
+            return
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        except OSError as e:
+            raise EnvironmentNotReady(
+                f"executor ray: cannot connect to a Ray cluster at {self._address()} ({e.strerror or e}); "
+                "start one (`ray start --head --resources '{\"harness_docker\": 8}'`) or set executor.address / "
+                "--ray-address"
+            ) from None
 
     def provenance(self) -> dict:
         out = {
@@ -117,9 +136,8 @@ class RayExecutor(RemoteExecutor):
         from ray.exceptions import RayError, RayTaskError
 
         t0 = time.monotonic()
-        task = ray.remote(_call).options(
-            num_cpus=0, resources={self.cfg.slots_resource: 1}, max_retries=0, retry_exceptions=False
-        )
+        task = ray.remote(_call)
+        base = {"num_cpus": 0, "resources": {self.cfg.slots_resource: 1}, "max_retries": 0, "retry_exceptions": False}
         pending: dict[Any, tuple[str, tuple, list[dict]]] = {}
 
         def submit(key: str, args: tuple, attempts: list[dict]) -> None:
@@ -130,7 +148,7 @@ class RayExecutor(RemoteExecutor):
                 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
                 opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(other, soft=True)
-            ref = task.options(**opts).remote(fn, args) if opts else task.remote(fn, args)
+            ref = task.options(**base, **opts).remote(fn, args)
             pending[ref] = (key, args, attempts)
 
         for key, args in items:
@@ -148,7 +166,7 @@ class RayExecutor(RemoteExecutor):
                         shipped, why = None, f"task error: {str(e.cause if e.cause else e).splitlines()[-1][:300]}"
                     except RayError as e:  # the worker or its node was lost
                         shipped, why = None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-                        node = _node_of(ref)
+                        node = _node_of(e)
                     if why is None:
                         self._nodes[_node_name(node)] += 1
                         on_done(Done(key, shipped, node, attempts))
@@ -198,14 +216,7 @@ def _node_name(node: dict | None) -> str:
     return f"{node.get('ip') or node.get('hostname')} ({str(node.get('node_id', ''))[:12]})"
 
 
-def _node_of(ref) -> dict | None:
-    """The node a lost task ran on, from Ray's task table (best effort: None when it is not known)."""
-    try:
-        from ray.util.state import get_task
-
-        state = get_task(ref.task_id().hex(), timeout=10)
-        if isinstance(state, list):
-            state = state[-1] if state else None
-        return {"node_id": state.node_id} if state is not None and state.node_id else None
-    except Exception:
-        return None
+def _node_of(error: Exception) -> dict | None:
+    """The node a lost task ran on, as Ray's error names it (None when it does not)."""
+    m = re.search(r"\b([0-9a-f]{56})\b", str(error))
+    return {"node_id": m.group(1)} if m else None

@@ -83,11 +83,21 @@ class AgentSolver(Solver):
         super().__init__(cfg, run)
         self.cfg: AgentConfig = cfg
         self._scaffold: Scaffold | None = None
+        self._executor = None
 
     @property
     def variant(self) -> str:
         """Agent runs rank on their own leaderboard, per action format."""
         return f"agent-{self.cfg.actions}"
+
+    @property
+    def executor(self):
+        """The run's executor (local unless executor.name says otherwise), made once."""
+        if self._executor is None:
+            from harness.executors import make_executor
+
+            self._executor = make_executor(self.run.executor)
+        return self._executor
 
     @property
     def scaffold(self) -> Scaffold:
@@ -127,7 +137,12 @@ class AgentSolver(Solver):
         if bad:  # trajectories/<instance id>/ is a directory name
             raise UserInputError(f"instance_id {bad[0]!r}: not usable as a directory name (letters, digits, ._-)")
         todo = set(self.needed(samples, run_dir) if run_dir is not None else [s.task_id for s in samples])
-        if todo:
+        if todo and self.executor.remote:  # the nodes' engines are checked by each task on its node
+            from harness.agent.remote import check_remote_model
+
+            check_remote_model(self.run)
+            self.executor.check()
+        elif todo:
             self._check_engine([s for s in samples if s.task_id in todo])
             super().check(bench, run_dir)
 
@@ -172,6 +187,8 @@ class AgentSolver(Solver):
         if not todo:
             return old
         instances = [s for s in samples if s.task_id in todo]
+        if self.executor.remote:
+            return self._solve_remote(bench, instances, run_dir, old, quiet)
         client = docker_client(timeout=600)
         sweep(client, {"label": AGENT_LABEL}, run_dir)  # a killed session's containers (their owner is gone)
         with RunStore(run_dir):  # the lock: a second process on this directory would run the same instances
@@ -184,6 +201,24 @@ class AgentSolver(Solver):
             ctx = _Context(backend, client, Owner.current(run_dir), run_dir, secrets, cpus)
             counts, wall, prov = self._run_all(bench, instances, ctx, quiet)
         gen_prov = self._provenance(old, prov, counts, wall, ctx.cpus)
+        write_generation_provenance(run_dir, gen_prov)
+        return gen_prov
+
+    def _solve_remote(
+        self, bench: Benchmark, instances: Sequence[Sample], run_dir: Path, old: dict, quiet: bool
+    ) -> dict:
+        """The instances on the executor's nodes; this process writes what they return."""
+        from harness.agent.remote import run_remote
+        from harness.models.base import make_backend
+        from harness.store import RunStore
+
+        with RunStore(run_dir):
+            min_free = float(getattr(bench.cfg, "min_free_disk_gb", 0.0))
+            counts, wall, ex_prov = run_remote(self, self.executor, instances, run_dir, min_free, quiet)
+        prov = make_backend(self.run.model, run_dir).provenance()  # the endpoint; the nodes made the requests
+        prov.pop("client", None)
+        gen_prov = self._provenance(old, prov, counts, wall, self.cfg.cpus or 0.0)
+        gen_prov["sessions"][-1]["executor"] = ex_prov
         write_generation_provenance(run_dir, gen_prov)
         return gen_prov
 
