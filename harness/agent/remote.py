@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserInputError
-from harness.executors.base import Done, RemoteExecutor, Shipped, read_tree, write_tree
+from harness.executors.base import Done, RemoteExecutor, Shipped, read_tree, remove_run_containers, write_tree
 from harness.progress import Progress
 from harness.records import Generation, GenerationRow, Sample
 from harness.rundir import GenerationWriter
@@ -139,7 +139,10 @@ def run_remote(
         progress.advance()
 
     try:
-        prov = executor.map(run_on_node, items, done, _retryable, env)
+        from harness.agent.container import AGENT_LABEL
+
+        cleanup = (remove_run_containers, (str(run_dir.resolve()), {"label": AGENT_LABEL}))
+        prov = executor.map(run_on_node, items, done, _retryable, env, cleanup)
     finally:
         writer.close()
         progress.close()

@@ -100,6 +100,19 @@ def node_info() -> dict:
     return info
 
 
+def remove_run_containers(run_dir: str, filters: dict) -> Shipped:
+    """Force-remove this node's containers of the run in run_dir that match filters (an interrupted
+    run's, whose tasks were killed); the names removed."""
+    import docker
+
+    from harness.sandbox.prune import RUN_DIR, _containers, _name, _remove
+
+    client = docker.from_env(timeout=120)
+    labels = [f"{RUN_DIR}={run_dir}", *([filters["label"]] if "label" in filters else [])]
+    found = _containers(client, {**filters, "label": labels})
+    return Shipped([_name(c) for c in found if _remove(client, c) is None])
+
+
 def read_tree(root: Path) -> dict[str, bytes]:
     """Every file under root by its relative path (big ones cut to their head)."""
     out = {}

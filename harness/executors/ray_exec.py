@@ -131,6 +131,7 @@ class RayExecutor(RemoteExecutor):
         on_done: Callable[[Done], None],
         retryable: Retryable,
         env: dict[str, str] | None = None,
+        cleanup: tuple[Callable[..., Shipped], tuple] | None = None,
     ) -> dict:
         ray = self._connect(env)
         from ray.exceptions import RayError, RayTaskError
@@ -180,22 +181,46 @@ class RayExecutor(RemoteExecutor):
                         if node is not None:
                             self._nodes[_node_name(node)] += 1
                         on_done(Done(key, shipped, node, attempts, error=why))
-        except BaseException:
-            # Interrupted: a KeyboardInterrupt in each running task lets it remove its containers.
+        except BaseException as e:
+            # Interrupted: the running tasks are killed, then each node removes the run's containers.
+            if pending:
+                print(f"ray: stopping {len(pending)} task(s) and removing their containers", file=sys.stderr)
             for ref in pending:
                 try:
-                    ray.cancel(ref)
+                    ray.cancel(ref, force=True)
                 except Exception:
                     pass
-            deadline = time.monotonic() + 15
-            while pending and time.monotonic() < deadline:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
-                for ref in ready:
-                    pending.pop(ref, None)
+            if cleanup is not None:
+                self._on_every_node(ray, *cleanup)
+            inner = e.__cause__ or e.__context__
+            if isinstance(e, SystemError) and inner is not None and not isinstance(inner, Exception):
+                # A signal handler's exception raised inside Ray's compiled wait comes out wrapped.
+                raise inner from None
             raise
         finally:
             self._wall += time.monotonic() - t0
         return self.provenance()
+
+    def _on_every_node(self, ray, fn: Callable[..., Shipped], args: tuple) -> None:
+        """fn(*args) once on every alive node with the slots resource (best effort, 30 s at most)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        try:
+            nodes = [
+                n["NodeID"]
+                for n in ray.nodes()
+                if n.get("Alive") and n.get("Resources", {}).get(self.cfg.slots_resource)
+            ]
+            task = ray.remote(_call)
+            refs = [
+                task.options(
+                    num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)
+                ).remote(fn, args)
+                for n in nodes
+            ]
+            ray.wait(refs, num_returns=len(refs), timeout=30)
+        except Exception:
+            pass
 
     def _other_node(self, ray, avoid: set) -> str | None:
         """An alive node with the slots resource that has not failed this item, if any."""

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.executors.base import Done, RemoteExecutor, Shipped, read_tree, write_tree
+from harness.executors.base import Done, RemoteExecutor, Shipped, read_tree, remove_run_containers, write_tree
 from harness.progress import Progress
 from harness.records import Sample, SampleResult, Status, Submission
 from harness.scoring.base import OnResult
@@ -110,7 +110,10 @@ def grade_remote(
         progress.advance()
 
     try:
-        prov = executor.map(grade_on_node, items, done, _retryable)
+        from harness.sandbox.prune import SWEBENCH_PREFIX
+
+        cleanup = (remove_run_containers, (str(scorer.out_dir.resolve()), {"name": SWEBENCH_PREFIX}))
+        prov = executor.map(grade_on_node, items, done, _retryable, cleanup=cleanup)
     finally:
         progress.close()
     return {"grader": scorer.settings(), "executor": prov}

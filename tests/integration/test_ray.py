@@ -197,3 +197,27 @@ def test_unreachable_cluster_or_missing_resource_is_exit_3(local, cluster, tmp_p
     )  # fmt: skip
     assert p.returncode == 3 and "advertises the resource 'gpu_docker'" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_ctrl_c_stops_the_cluster_tasks_and_their_containers(local, cluster, tmp_path):
+    import signal
+
+    import docker
+
+    client = docker.from_env(timeout=600)
+    dataset = copies(local, tmp_path, 2)
+    preds = _preds(local, dataset, ["gold", "gold"], tmp_path / "preds.jsonl")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "harness", "evaluate", "swebench", str(preds), "--dataset-path", str(dataset)]
+    cmd += ["--out", str(out), "--executor", "ray", "--ray-address", cluster.address, "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ray_cluster_repo(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_grading_containers(client, out)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert len(_grading_containers(client, out)) == 2  # the check below can see them
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted (SIGINT)" in stderr
+    assert _grading_containers(client, out) == []  # gone when the command returns
+    assert not (out / "samples.jsonl").exists() or (out / "samples.jsonl").read_text().strip() == ""
