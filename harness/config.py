@@ -215,6 +215,15 @@ class ExecutorConfig(_Strict):
     def _expand_address(cls, v: str) -> str:
         return expand_env(v) or v
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from harness.registry import EXECUTORS
+
+        if v not in EXECUTORS:
+            raise ValueError(f"unknown executor {v!r}; expected one of: {', '.join(EXECUTORS.names())}")
+        return v
+
 
 class RunConfig(_Strict):
     model: ModelConfig
