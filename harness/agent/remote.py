@@ -11,6 +11,7 @@ writer. An `env_error` or a lost node is retried on another node; what still fai
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from harness.records import Generation, GenerationRow, Sample
 from harness.rundir import GenerationWriter
 
 if TYPE_CHECKING:
+    from harness.agent.scaffold import Scaffold
     from harness.config import RunConfig
     from harness.solvers.agent import AgentConfig, AgentSolver
 
@@ -56,8 +58,11 @@ def _node_backend(run: RunConfig):
     return _NODE["backend"]
 
 
-def run_on_node(cfg: AgentConfig, run: RunConfig, sample: Sample, run_dir: str, min_free_gb: float) -> Shipped:
-    """One instance on this node: its row, and its trajectory files."""
+def run_on_node(
+    cfg: AgentConfig, run: RunConfig, scaffold: Scaffold, sample: Sample, run_dir: str, min_free_gb: float
+) -> Shipped:
+    """One instance on this node: its row, and its trajectory files. The scaffold comes loaded from the
+    driver (a config path may not exist on the node, or hold another file)."""
     from harness.agent.container import AGENT_LABEL
     from harness.redact import secrets_in
     from harness.sandbox.docker import docker_client
@@ -66,6 +71,7 @@ def run_on_node(cfg: AgentConfig, run: RunConfig, sample: Sample, run_dir: str, 
     from harness.solvers.agent import TRAJECTORIES, AgentSolver, _Context
 
     solver = AgentSolver(cfg, run)
+    solver._scaffold = scaffold
     secrets = secrets_in(run.model.model_dump())
     try:
         if "docker" not in _NODE:
@@ -117,21 +123,27 @@ def run_remote(
 
         if os.environ.get(key_var):
             env[key_var] = os.environ[key_var]  # the nodes read the key from the same variable
-    items = [(s.task_id, (solver.cfg, run, s, str(run_dir.resolve()), min_free_gb)) for s in instances]
+    args = (solver.cfg, run, solver.scaffold)
+    items = [(s.task_id, (*args, s, str(run_dir.resolve()), min_free_gb)) for s in instances]
     writer = GenerationWriter(run_dir)
     counts: Counter[str] = Counter()
     progress = Progress(len(items), f"agent ({run.model.backend}, {solver.cfg.actions}, ray)", quiet=quiet)
     t0 = time.monotonic()
 
+    from harness.redact import redact_data, secrets_in
+
+    secrets = secrets_in(run.model.model_dump())
+
     def done(d: Done) -> None:
         if d.value is not None:
             row: GenerationRow = d.value.value
+            shutil.rmtree(run_dir / TRAJECTORIES / d.key, ignore_errors=True)  # an earlier attempt's files
             write_tree(run_dir / TRAJECTORIES, d.value.files)
         else:
             row = _error_row(d.key, "env_error: lost")
         info = {**(row.info or {}), "node": d.node}
         if d.attempts:
-            info["failed_attempts"] = d.attempts
+            info["failed_attempts"] = redact_data(d.attempts, secrets)
         error = f"env_error: after {len(d.attempts)} attempts: {d.error}"[:500] if d.error is not None else row.error
         row = dataclasses.replace(row, info=info, error=error)
         writer.write([row])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,9 +37,19 @@ def require_ray():
     return ray
 
 
-def _call(fn: Callable[..., Shipped], args: tuple) -> tuple[Shipped, dict]:
-    """What runs on the node: the function, and the node that ran it."""
-    return fn(*args), node_info()
+def _call(fn: Callable[..., Shipped], args: tuple, env: dict[str, str] | None = None) -> tuple[Shipped, dict]:
+    """What runs on the node: the function (with env set while it runs: a key travels as an argument,
+    never in Ray's job or task metadata, which the cluster's dashboard shows), and the node that ran it."""
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        return fn(*args), node_info()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class RayExecutor(RemoteExecutor):
@@ -64,7 +75,7 @@ class RayExecutor(RemoteExecutor):
     def _address(self) -> str:
         return redact_url(self.cfg.address)
 
-    def _connect(self, env: dict[str, str] | None = None):
+    def _connect(self):
         ray = require_ray()
         if ray.is_initialized():
             return ray
@@ -76,15 +87,23 @@ class RayExecutor(RemoteExecutor):
                 namespace="harness",
                 log_to_driver=False,  # the tasks' output comes back in their records; progress stays readable
                 logging_level="WARNING",
-                runtime_env={"env_vars": {**TASK_ENV, **(env or {})}},
+                runtime_env={"env_vars": dict(TASK_ENV)},
             )
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise EnvironmentNotReady(
-                f"executor ray: cannot connect to a Ray cluster at {self._address()} ({str(e).splitlines()[0][:200]}); "
-                "start one (`ray start --head --resources '{\"harness_docker\": 8}'`) or set executor.address / "
-                "--ray-address"
-            ) from None
+            raise EnvironmentNotReady(self._unreachable(_first_line(e))) from None
+        finally:
+            from harness import interrupt
+
+            if threading.current_thread() is threading.main_thread():
+                interrupt.install()  # ray.init makes SIGTERM a bare sys.exit; the harness's own handling stays
         return ray
+
+    def _unreachable(self, why: str) -> str:
+        return (
+            f"executor ray: cannot connect to a Ray cluster at {self._address()} ({why[:200]}); start one "
+            "(`ray start --head --resources '{\"harness_docker\": 8}'`) or set executor.address / --ray-address "
+            "(from outside the cluster: ray://HEAD:10001)"
+        )
 
     def _probe(self) -> None:
         """A host:port that refuses connections fails now: ray.init would retry it for minutes."""
@@ -97,11 +116,7 @@ class RayExecutor(RemoteExecutor):
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
         except OSError as e:
-            raise EnvironmentNotReady(
-                f"executor ray: cannot connect to a Ray cluster at {self._address()} ({e.strerror or e}); "
-                "start one (`ray start --head --resources '{\"harness_docker\": 8}'`) or set executor.address / "
-                "--ray-address"
-            ) from None
+            raise EnvironmentNotReady(self._unreachable(str(e.strerror or e))) from None
 
     def provenance(self) -> dict:
         out = {
@@ -133,8 +148,11 @@ class RayExecutor(RemoteExecutor):
         env: dict[str, str] | None = None,
         cleanup: tuple[Callable[..., Shipped], tuple] | None = None,
     ) -> dict:
-        ray = self._connect(env)
+        import harness
+
+        ray = self._connect()
         from ray.exceptions import RayError, RayTaskError
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         t0 = time.monotonic()
         task = ray.remote(_call)
@@ -144,13 +162,13 @@ class RayExecutor(RemoteExecutor):
         def submit(key: str, args: tuple, attempts: list[dict]) -> None:
             opts = {}
             avoid = {a["node"].get("node_id") for a in attempts if a.get("node")}
-            other = self._other_node(ray, avoid) if avoid else None
-            if other:  # soft: when that node is busy or gone, any node will do
-                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-                opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(other, soft=True)
-            ref = task.options(**base, **opts).remote(fn, args)
-            pending[ref] = (key, args, attempts)
+            others = [n for n in self._alive_nodes(ray) if n not in avoid] if avoid else []
+            if others:  # soft, spilling: when that node is busy or gone, any node will do
+                node_id = others[len(attempts) % len(others)]
+                opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                    node_id, soft=True, _spill_on_unavailable=True
+                )
+            pending[task.options(**base, **opts).remote(fn, args, env)] = (key, args, attempts)
 
         for key, args in items:
             submit(key, args, [])
@@ -163,10 +181,13 @@ class RayExecutor(RemoteExecutor):
                     try:
                         shipped, node = ray.get(ref)
                         why = retryable(shipped.value)
+                        if node.get("harness") != harness.__version__:
+                            why = f"the node runs harness {node.get('harness')}, the driver {harness.__version__}"
                     except RayTaskError as e:  # the function raised: a harness fault on that node
-                        shipped, why = None, f"task error: {str(e.cause if e.cause else e).splitlines()[-1][:300]}"
+                        shipped, why = None, f"task error: {_last_line(e.cause or e)}"
+                        node = {"ip": getattr(e, "ip", None)}
                     except RayError as e:  # the worker or its node was lost
-                        shipped, why = None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                        shipped, why = None, f"{type(e).__name__}: {_first_line(e)}"
                         node = _node_of(e)
                     if why is None:
                         self._nodes[_node_name(node)] += 1
@@ -178,11 +199,10 @@ class RayExecutor(RemoteExecutor):
                         print(f"ray: {key}: attempt {len(attempts)} failed ({why[:120]}); retrying", file=sys.stderr)
                         submit(key, args, attempts)
                     else:
-                        if node is not None:
-                            self._nodes[_node_name(node)] += 1
+                        self._nodes[_node_name(node)] += 1
                         on_done(Done(key, shipped, node, attempts, error=why))
         except BaseException as e:
-            # Interrupted: the running tasks are killed, then each node removes the run's containers.
+            # Interrupted: the running tasks are killed (the clean-up below then removes their containers).
             if pending:
                 print(f"ray: stopping {len(pending)} task(s) and removing their containers", file=sys.stderr)
             for ref in pending:
@@ -190,49 +210,52 @@ class RayExecutor(RemoteExecutor):
                     ray.cancel(ref, force=True)
                 except Exception:
                     pass
-            if cleanup is not None:
-                self._on_every_node(ray, *cleanup)
+            try:
+                ray.wait(list(pending), num_returns=len(pending), timeout=10)  # the killed workers are gone
+            except BaseException:
+                pass
             inner = e.__cause__ or e.__context__
             if isinstance(e, SystemError) and inner is not None and not isinstance(inner, Exception):
                 # A signal handler's exception raised inside Ray's compiled wait comes out wrapped.
                 raise inner from None
             raise
         finally:
+            if cleanup is not None:  # also after a clean end: containers of workers that died
+                self._on_every_node(ray, *cleanup)
             self._wall += time.monotonic() - t0
         return self.provenance()
+
+    def _alive_nodes(self, ray) -> list[str]:
+        """The ids of the alive nodes that advertise the slots resource."""
+        try:
+            res = self.cfg.slots_resource
+            return [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(res)]
+        except Exception:
+            return []
 
     def _on_every_node(self, ray, fn: Callable[..., Shipped], args: tuple) -> None:
         """fn(*args) once on every alive node with the slots resource (best effort, 30 s at most)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         try:
-            nodes = [
-                n["NodeID"]
-                for n in ray.nodes()
-                if n.get("Alive") and n.get("Resources", {}).get(self.cfg.slots_resource)
-            ]
             task = ray.remote(_call)
             refs = [
                 task.options(
                     num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)
                 ).remote(fn, args)
-                for n in nodes
+                for n in self._alive_nodes(ray)
             ]
             ray.wait(refs, num_returns=len(refs), timeout=30)
         except Exception:
             pass
 
-    def _other_node(self, ray, avoid: set) -> str | None:
-        """An alive node with the slots resource that has not failed this item, if any."""
-        try:
-            nodes = [
-                n["NodeID"]
-                for n in ray.nodes()
-                if n.get("Alive") and n.get("Resources", {}).get(self.cfg.slots_resource)
-            ]
-        except Exception:
-            return None
-        return next((n for n in nodes if n not in avoid), None)
+
+def _first_line(x: object) -> str:
+    return (str(x).strip().splitlines() or [type(x).__name__])[0][:300]
+
+
+def _last_line(x: object) -> str:
+    return (str(x).strip().splitlines() or [type(x).__name__])[-1][:300]
 
 
 def _node_name(node: dict | None) -> str:
@@ -243,5 +266,5 @@ def _node_name(node: dict | None) -> str:
 
 def _node_of(error: Exception) -> dict | None:
     """The node a lost task ran on, as Ray's error names it (None when it does not)."""
-    m = re.search(r"\b([0-9a-f]{56})\b", str(error))
+    m = re.search(r"node ID:\s*([0-9a-f]{56})\b", str(error), re.IGNORECASE)
     return {"node_id": m.group(1)} if m else None

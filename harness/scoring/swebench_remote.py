@@ -77,20 +77,29 @@ def grade_remote(
 ) -> dict:
     """Every submission through the executor; each verdict (with its node and failed attempts) handed
     to on_result as it arrives, its logs written under the run directory first."""
-    from harness.scoring.swebench import patch_sha
+    from harness.benchmarks.swebench import validate_diff
+    from harness.scoring.swebench import grade_one, patch_sha
 
     cfg, log_root = scorer.cfg, scorer.out_dir / "logs"
-    items = []
+    items, here = [], []
     for sample, sub in todo:
         pred = {
             "model_patch": sub.content,
             "model_name_or_path": scorer.model,
             "_why_empty": sub.note or "empty patch",
         }
+        patch = (sub.content or "").strip()
+        if not patch or validate_diff(sub.content):  # decided without a container: here, not on a node
+            here.append(grade_one(sample.data, pred, None, log_root, cfg.timeout_s))
+            continue
         args = (sample.data, pred, str(scorer.out_dir.resolve()), cfg.timeout_s, cfg.images, cfg.min_free_disk_gb)
         items.append((sample.task_id, args))
     by_id = {s.task_id: sub for s, sub in todo}
-    progress = Progress(len(items), "grading swebench (ray)", quiet=scorer.quiet, log_every_s=30)
+    progress = Progress(len(todo), "grading swebench (ray)", quiet=scorer.quiet, log_every_s=30)
+    for res in here:
+        res.extra["node"] = None  # the driver's
+        on_result(res)
+        progress.advance()
 
     def done(d: Done) -> None:
         if d.value is not None:

@@ -139,8 +139,10 @@ class AgentSolver(Solver):
         todo = set(self.needed(samples, run_dir) if run_dir is not None else [s.task_id for s in samples])
         if todo and self.executor.remote:  # the nodes' engines are checked by each task on its node
             from harness.agent.remote import check_remote_model
+            from harness.models.base import make_backend
 
             check_remote_model(self.run)
+            make_backend(self.run.model, None).preflight()  # the key variable, and an endpoint that answers
             self.executor.check()
         elif todo:
             self._check_engine([s for s in samples if s.task_id in todo])
@@ -216,7 +218,8 @@ class AgentSolver(Solver):
             min_free = float(getattr(bench.cfg, "min_free_disk_gb", 0.0))
             counts, wall, ex_prov = run_remote(self, self.executor, instances, run_dir, min_free, quiet)
         prov = make_backend(self.run.model, run_dir).provenance()  # the endpoint; the nodes made the requests
-        prov.pop("client", None)
+        for counters in ("client", "replicas"):  # each node's own client counted them; tokens are in the rows
+            prov.pop(counters, None)
         gen_prov = self._provenance(old, prov, counts, wall, self.cfg.cpus or 0.0)
         gen_prov["sessions"][-1]["executor"] = ex_prov
         write_generation_provenance(run_dir, gen_prov)

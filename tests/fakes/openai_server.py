@@ -89,6 +89,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.log: dict[int, list[str]] = defaultdict(list)
         self.bodies: list[dict] = []
+        self.auth: list[str | None] = []  # each POST's Authorization header
         self.arrived: list[float] = []
         self.stop_after: int | None = None
         self.stopped_at: float | None = None
@@ -133,6 +134,7 @@ class FakeOpenAI:
                     n = server.attempts[seed]
                     server.attempts[seed] += 1
                     server.bodies.append(body)
+                    server.auth.append(self.headers.get("Authorization"))
                     server.arrived.append(time.monotonic())
                 plan = server.faults.get(seed, [])
                 fault = "always500" if "always500" in plan else (plan[n] if n < len(plan) else None)
