@@ -15,6 +15,13 @@ from harness.report.runs import Run
 from harness.report.schema import Decoding, Hardware, Headline, RunSummary, Source, TaskOutcome
 
 
+def _hosts(base_url: str | list | None) -> str:
+    """The endpoint's host, or its replicas' hosts (model.base_url may be a list)."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+    hosts = list(dict.fromkeys(urlparse(str(u)).hostname or "unknown host" for u in urls)) or ["unknown host"]
+    return hosts[0] if len(hosts) == 1 else f"{len(urls)} replicas: " + ", ".join(hosts)
+
+
 def hardware(run: Run) -> Hardware:
     """What generated the answers, from the generation provenance; the grading host's CPU beside it."""
     prov = run.results.provenance
@@ -24,10 +31,10 @@ def hardware(run: Run) -> Hardware:
     if not backend:
         return Hardware(generation="not recorded (graded from a predictions or samples file)", grading_cpu=grading)
     if backend == "openai":
-        host = urlparse(gen.get("base_url") or "").hostname or "unknown host"
+        host = _hosts(gen.get("base_url"))
         return Hardware(generation=f"hosted endpoint ({host})", grading_cpu=grading)
     if backend == "vllm-server" and not gen.get("started_server", True):
-        host = urlparse(gen.get("base_url") or "").hostname or "unknown host"
+        host = _hosts(gen.get("base_url"))
         return Hardware(generation=f"running vLLM server at {host} (hardware not recorded)", grading_cpu=grading)
     host_cpu = (gen.get("host") or {}).get("cpu_model")
     gpus = gen.get("gpus") or []

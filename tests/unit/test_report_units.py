@@ -59,6 +59,14 @@ def test_hardware_from_generation_provenance():
     assert (hw.generation, hw.gpu_count, hw.gpu_type) == ("8x NVIDIA A100-SXM4-80GB", 8, "NVIDIA A100-SXM4-80GB")
     hosted = summary.hardware(_run_with({"model": {"backend": "openai", "base_url": "https://api.vendor.test/v1"}}))
     assert hosted.generation == "hosted endpoint (api.vendor.test)" and hosted.gpu_count == 0
+    replicas = {
+        "backend": "vllm-server",
+        "started_server": False,
+        "base_url": ["http://g1:8000/v1", "http://g2:8000/v1"],
+    }
+    assert summary.hardware(_run_with({"model": replicas})).generation == (
+        "running vLLM server at 2 replicas: g1, g2 (hardware not recorded)"
+    )
     cpu = {"backend": "vllm", "gpus": [], "cpu_build": True, "host": {"cpu_model": "Some CPU"}}
     assert summary.hardware(_run_with({"model": cpu})).generation == "CPU: Some CPU, vLLM CPU build"
     assert summary.hardware(_run_with({"model": cpu})).generation_cpu == "Some CPU"
