@@ -42,6 +42,7 @@ from harness.models.replicas import ReplicaPool, Session, base_urls, check_repli
 from harness.records import Generation, Prompt
 from harness.redact import backend_secrets, redact_text, redact_url
 
+GATEWAY_DOWN = {502, 503, 504}  # counted against a replica's health, like a refused connection
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 
 
@@ -232,14 +233,18 @@ class OpenAIBackend:
         avoid: int | None = None
         for attempt in range(1, self.cfg.max_attempts + 1):
             delay: float | None = None
+            await limiter.acquire(est)  # before the lease: a cancel while rate-limited holds no replica slot
             lease = await session.acquire(avoid)
             avoid = None
-            await limiter.acquire(est)
             self._enter()
             t0 = time.monotonic()
             try:
                 resp = await lease.client.post(path, json=body)
-                lease.answered()  # any status: the replica is up (a 5xx or 429 is retried with backoff)
+                if resp.status_code in GATEWAY_DOWN:  # a proxy answering for a server behind it that is not
+                    if lease.failed():
+                        avoid = lease.index
+                else:
+                    lease.answered()  # any other status: the replica is up (a 5xx or 429 is retried with backoff)
                 if resp.status_code in RETRY_STATUS:
                     # Masked before it is cut short: a cut could leave part of a key that no longer matches.
                     last_error = f"HTTP {resp.status_code}: {self._redact(resp.text)[:200]}"

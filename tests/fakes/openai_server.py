@@ -90,6 +90,7 @@ class FakeOpenAI:
         self.log: dict[int, list[str]] = defaultdict(list)
         self.bodies: list[dict] = []
         self.auth: list[str | None] = []  # each POST's Authorization header
+        self.gateway_down = False  # every POST answered 502, as a proxy whose server behind it is gone
         self.arrived: list[float] = []
         self.stop_after: int | None = None
         self.stopped_at: float | None = None
@@ -138,6 +139,7 @@ class FakeOpenAI:
                     server.arrived.append(time.monotonic())
                 plan = server.faults.get(seed, [])
                 fault = "always500" if "always500" in plan else (plan[n] if n < len(plan) else None)
+                fault = "502" if server.gateway_down else fault
                 server.log[seed].append(fault or "ok")
                 try:
                     if server.latency_s:
@@ -152,6 +154,8 @@ class FakeOpenAI:
                     self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0.2"})
                 elif fault in ("500", "always500"):
                     self._send(500, b'{"error": "internal"}')
+                elif fault == "502":
+                    self._send(502, b"<html>502 Bad Gateway</html>")
                 elif fault == "slow":
                     time.sleep(server.slow_s)
                     self._send(200, self._completion(body, seed))

@@ -150,6 +150,20 @@ def test_generate_spreads_over_both_under_the_cap_of_each():
     assert [r["state"] for r in prov["replicas"]] == ["healthy", "healthy"]
 
 
+def test_a_replica_behind_a_proxy_answering_502_is_taken_out():
+    with FakeOpenAI() as a, FakeOpenAI() as b:
+        a.gateway_down = True
+        backend = _backend([a.base_url, b.base_url], backoff_initial_s=5.0, backoff_max_s=5.0)
+        t0 = time.monotonic()
+        gens = _generate(backend, _prompts(10))
+        took = time.monotonic() - t0
+    assert len(gens) == 20 and all(g.error is None for g in gens)
+    assert sum(b.successes.values()) == 20 and 1 <= len(a.bodies) <= 4  # tried, then out (a probe at most later)
+    assert took < 4  # no backoff waited: each 502 moved its request to the healthy replica at once
+    [ra, rb] = backend.provenance()["replicas"]
+    assert ra["taken_out"] >= 1 and ra["state"] == "out" and rb["state"] == "healthy"
+
+
 def test_a_replica_refusing_at_start_is_warned_and_taken_out(capsys):
     with FakeOpenAI() as a, FakeOpenAI() as b:
         a.stop()
