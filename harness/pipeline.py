@@ -75,6 +75,12 @@ class Pipeline:
     def preflight(self, grading: bool = True, run_dir: Path | None = None) -> None:
         """Everything that can fail in seconds, before any weights load or any file is written."""
         self.samples  # noqa: B018 - loads and checks the dataset and the selection
+        ex = self.cfg.executor
+        if ex.name != "local" and not self.solver.remote and not SCORERS.load(self.bench.scorer).remote:
+            raise UserInputError(
+                f"executor {ex.name}: neither the {self.cfg.solver.name} solver nor {self.bench.name}'s grading runs "
+                "per-instance containers; remote executors run SWE-bench grading and agent instances"
+            )
         if grading:
             self.scorer(Path(".")).check()
         self.solver.check(self.bench, run_dir)

@@ -78,6 +78,7 @@ class AgentSolver(Solver):
     """mini-swe-agent's loop, prompts and parsing; the harness's backends and hardened containers."""
 
     Config = AgentConfig
+    remote = True
 
     def __init__(self, cfg: AgentConfig, run: RunConfig) -> None:
         super().__init__(cfg, run)

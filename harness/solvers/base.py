@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 class Solver(ABC):
     Config: ClassVar[type[PluginConfig]] = PluginConfig
+    remote: ClassVar[bool] = False  # can run its per-instance work through a remote executor (executor: ray)
 
     def __init__(self, cfg: PluginConfig, run: RunConfig) -> None:
         self.cfg, self.run = cfg, run

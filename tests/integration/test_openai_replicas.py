@@ -116,7 +116,7 @@ def test_requests_spread_over_both_under_each_cap(humaneval, tmp_path):
         assert proc.returncode == 0, proc.stderr
     served = [sum(a.successes.values()), sum(b.successes.values())]
     assert sum(served) == n_tasks * n and min(served) >= n_tasks * n // 4, served
-    assert a.max_in_flight == b.max_in_flight == 3  # each at its cap, never past it
+    assert 2 <= a.max_in_flight <= 3 and 2 <= b.max_in_flight <= 3  # both used at once, never past the cap
     results = json.loads((run_dir / "results.json").read_text())
     assert results["complete"] and results["metrics"]["pass@1"] == 1.0
     prov = results["provenance"]["model"]

@@ -42,7 +42,8 @@ SAMPLES = '{"task_id": "HumanEval/0", "completion": "    return False\\n"}\n'
         (["run", "c.yaml", "--set", "sampling.n=x"], "--set sampling.n=x: sampling.n: Input should be a valid int"),
         (["run", "bad.yaml", "--set", "sampling.n=2"], "bad.yaml: sampling.zz: unknown key"),
         # Executors: a remote one only where the work is per-instance containers; a name from the registry.
-        (["run", "c.yaml", "--executor", "ray"], "executor ray: humaneval is graded by its 'exec' scorer"),
+        (["run", "c.yaml", "--executor", "ray"], "executor ray: neither the single-turn solver nor humaneval's"),
+        (["generate", "c.yaml", "--executor", "ray"], "executor ray: neither the single-turn solver nor humaneval's"),
         (["evaluate", "humaneval", "s.jsonl", "--out", "o", "--executor", "ray"], "executor ray: humaneval is"),
         (["run", "c.yaml", "--executor", "slurm"], "executor.name: Value error, unknown executor 'slurm'"),
         (["run", "c.yaml", "--executor", "local", "--ray-address", "h:1"], "--ray-address: only with --executor ray"),

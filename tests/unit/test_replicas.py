@@ -142,8 +142,9 @@ def test_generate_spreads_over_both_under_the_cap_of_each():
     assert len(gens) == 40 and all(g.error is None for g in gens)
     served = [sum(a.successes.values()), sum(b.successes.values())]
     assert sum(served) == 40 and min(served) >= 10, served
-    assert a.max_in_flight == b.max_in_flight == 3  # each reached its cap, none went past it
-    assert backend.stats["max_in_flight"] == 6
+    # None went past its cap; both were used at once (under load the client may not reach 3 on each).
+    assert 2 <= a.max_in_flight <= 3 and 2 <= b.max_in_flight <= 3, (a.max_in_flight, b.max_in_flight)
+    assert 4 <= backend.stats["max_in_flight"] <= 6
     prov = backend.provenance()
     assert prov["base_url"] == [a.base_url, b.base_url]
     assert [r["requests"] for r in prov["replicas"]] == served
@@ -247,7 +248,7 @@ def test_chat_turns_from_threads_survive_a_replica_stopping():
                 t.join(timeout=30)
         finally:
             backend.close()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # a retry that waited its backoff (20 s) would be past this
     assert replies == {i: [f"answer for seed {1000 * i + t}" for t in range(5)] for i in range(8)}
     assert sum(a.successes.values()) == 10  # it served its share, then nothing
     both = a.successes + b.successes
