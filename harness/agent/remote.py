@@ -64,7 +64,7 @@ def run_on_node(
     """One instance on this node: its row, and its trajectory files. The scaffold comes loaded from the
     driver (a config path may not exist on the node, or hold another file)."""
     from harness.agent.container import AGENT_LABEL
-    from harness.redact import secrets_in
+    from harness.redact import redact_text, secrets_in
     from harness.sandbox.docker import docker_client
     from harness.sandbox.prune import Owner, sweep
     from harness.scoring.swebench import docker_root_free_gb
@@ -83,7 +83,7 @@ def run_on_node(
             raise RuntimeError(f"only {free:.1f} GB free for images on this node (min {min_free_gb})")
         backend = _node_backend(run)
     except Exception as e:  # this node cannot run it: an infrastructure error, tried elsewhere
-        return Shipped(_error_row(sample.task_id, f"env_error: {type(e).__name__}: {e}"))
+        return Shipped(_error_row(sample.task_id, redact_text(f"env_error: {type(e).__name__}: {e}", secrets)))
     cpus = cfg.cpus or min(2.0, float(client.info().get("NCPU") or 2))
     with tempfile.TemporaryDirectory(prefix="harness-agent-") as tmp:
         ctx = _Context(backend, client, Owner.current(run_dir), Path(tmp), secrets, cpus)
