@@ -1,17 +1,13 @@
 """Hosted OpenAI-compatible endpoints (chat or completions), also used to talk to `vllm serve`.
 
-httpx's async client is used directly rather than the openai package so that every failure mode
-is visible and handled the same way: 429 / 5xx / timeouts / dropped connections / malformed bodies
-are retried with exponential backoff and full jitter (honouring Retry-After), at most
-`max_attempts` times; what still fails is recorded as a generation error, never as an answer.
-
-Both ways in share one request function (`_exchange`): `generate` runs its batch on its own event
-loop; `chat` (one turn, called from any number of threads) submits to one long-lived loop in a
-background thread, so all threads' turns share one connection pool, one concurrency cap and one
-rate budget. `base_url` may list several replicas of the model: `replicas.ReplicaPool` spreads the
-requests over them and takes out (and later back) a replica that stops answering.
+httpx's async client is used directly (not the openai package) so that every failure mode is
+visible: 429 / 5xx / timeouts / dropped connections / malformed bodies are retried with exponential
+backoff and full jitter (honouring Retry-After), at most `max_attempts` times; what still fails is
+a generation error, never an answer. `generate` runs its batch on its own event loop; `chat` (one
+turn, from any number of threads) submits to one long-lived loop in a background thread; both share
+one request function (`_exchange`), and `replicas.ReplicaPool` spreads requests over the replicas
+`base_url` may list, taking out (and later back) one that stops answering.
 """
-
 from __future__ import annotations
 
 import asyncio
