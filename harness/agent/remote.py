@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserInputError
-from harness.executors.base import Done, RemoteExecutor, Shipped, read_tree, remove_run_containers, write_tree
+from harness.executors.base import (
+    Done,
+    RemoteExecutor,
+    Shipped,
+    node_docker,
+    read_tree,
+    remove_run_containers,
+    write_tree,
+)
 from harness.progress import Progress
 from harness.records import Generation, GenerationRow, Sample
 from harness.rundir import GenerationWriter
@@ -31,7 +39,7 @@ if TYPE_CHECKING:
     from harness.config import RunConfig
     from harness.solvers.agent import AgentConfig, AgentSolver
 
-_NODE: dict[str, Any] = {}  # per worker process: the Docker client and the model backend, reused across tasks
+_NODE: dict[str, Any] = {}  # per worker process: the model backend, reused across tasks
 
 
 def check_remote_model(run: RunConfig) -> None:
@@ -65,7 +73,6 @@ def run_on_node(
     driver (a config path may not exist on the node, or hold another file)."""
     from harness.agent.container import AGENT_LABEL
     from harness.redact import redact_text, secrets_in
-    from harness.sandbox.docker import docker_client
     from harness.sandbox.prune import Owner, sweep
     from harness.scoring.swebench import docker_root_free_gb
     from harness.solvers.agent import TRAJECTORIES, AgentSolver, _Context
@@ -74,9 +81,7 @@ def run_on_node(
     solver._scaffold = scaffold
     secrets = secrets_in(run.model.model_dump())
     try:
-        if "docker" not in _NODE:
-            _NODE["docker"] = docker_client(timeout=600)
-        client = _NODE["docker"]
+        client = node_docker()
         sweep(client, {"label": AGENT_LABEL}, run_dir)  # containers of this node's workers that died
         free = docker_root_free_gb(client)
         if free < min_free_gb:

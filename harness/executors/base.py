@@ -73,9 +73,11 @@ class RemoteExecutor(Executor, ABC):
         on_done: Callable[[Done], None],
         retryable: Retryable,
         env: dict[str, str] | None = None,
+        cleanup: tuple[Callable[..., Shipped], tuple] | None = None,
     ) -> dict:
         """Run fn(*args) for every (key, args); on_done once per key, from the calling thread; returns
-        the session's provenance (nodes, attempts)."""
+        the session's provenance (nodes, attempts). env is set while each runs; cleanup (a function
+        and its arguments) runs once on every node at the end and after an interrupt."""
 
 
 class LocalExecutor(Executor):
@@ -100,14 +102,24 @@ def node_info() -> dict:
     return info
 
 
+_NODE_DOCKER: list = []  # this worker process's Docker client, reused by the tasks it runs one after another
+
+
+def node_docker():
+    """This node's Docker engine (EnvironmentNotReady when none answers), one client per process."""
+    from harness.sandbox.docker import docker_client
+
+    if not _NODE_DOCKER:
+        _NODE_DOCKER.append(docker_client(timeout=600))
+    return _NODE_DOCKER[0]
+
+
 def remove_run_containers(run_dir: str, filters: dict) -> Shipped:
     """Force-remove this node's containers of the run in run_dir that match filters (an interrupted
     run's, whose tasks were killed); the names removed."""
-    import docker
-
     from harness.sandbox.prune import RUN_DIR, _containers, _name, _remove
 
-    client = docker.from_env(timeout=120)
+    client = node_docker()
     labels = [f"{RUN_DIR}={run_dir}", *([filters["label"]] if "label" in filters else [])]
     found = _containers(client, {**filters, "label": labels})
     return Shipped([_name(c) for c in found if _remove(client, c) is None])

@@ -8,6 +8,7 @@ turn, from any number of threads) submits to one long-lived loop in a background
 one request function (`_exchange`), and `replicas.ReplicaPool` spreads requests over the replicas
 `base_url` may list, taking out (and later back) one that stops answering.
 """
+
 from __future__ import annotations
 
 import asyncio

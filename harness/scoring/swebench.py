@@ -129,6 +129,20 @@ def grade_one(instance: dict, pred: dict, client, log_root: Path, timeout_s: int
     )
 
 
+def prediction(sub: Submission, model: str) -> dict:
+    """A submission as the official package's prediction record."""
+    return {"model_patch": sub.content, "model_name_or_path": model, "_why_empty": sub.note or "empty patch"}
+
+
+def drop_image(client, instance: dict, res: SampleResult, policy: str) -> None:
+    """Remove the instance's image after grading when the image policy says so (best effort)."""
+    if policy == "remove" and res.status is not Status.EMPTY_PATCH:
+        try:
+            client.images.remove(instance["image"], force=True)
+        except Exception:
+            pass
+
+
 class SWEBenchScorer(Scorer):
     """Patches graded by the official package in the instance images, `max_workers` at a time."""
 
@@ -219,17 +233,8 @@ class SWEBenchScorer(Scorer):
             if stop.is_set():
                 return
             inst, sub = item[0].data, item[1]
-            pred = {
-                "model_patch": sub.content,
-                "model_name_or_path": self.model,
-                "_why_empty": sub.note or "empty patch",
-            }
-            res = grade_one(inst, pred, client, log_root, self.cfg.timeout_s)
-            if self.cfg.images == "remove" and res.status is not Status.EMPTY_PATCH:
-                try:
-                    client.images.remove(inst["image"], force=True)
-                except Exception:
-                    pass
+            res = grade_one(inst, prediction(sub, self.model), client, log_root, self.cfg.timeout_s)
+            drop_image(client, inst, res, self.cfg.images)
             with lock:
                 if not stop.is_set():  # after an interrupt, what fails as its containers go is not a verdict
                     on_result(res)

@@ -14,21 +14,18 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.executors.base import Done, RemoteExecutor, Shipped, read_tree, remove_run_containers, write_tree
+from harness.executors.base import (
+    Done,
+    RemoteExecutor,
+    Shipped,
+    node_docker,
+    read_tree,
+    remove_run_containers,
+    write_tree,
+)
 from harness.progress import Progress
 from harness.records import Sample, SampleResult, Status, Submission
 from harness.scoring.base import OnResult
-
-_CLIENT = None  # one Docker client per worker process, reused by the tasks it runs one after another
-
-
-def _docker():
-    global _CLIENT
-    if _CLIENT is None:
-        import docker
-
-        _CLIENT = docker.from_env(timeout=600)
-    return _CLIENT
 
 
 def grade_on_node(instance: dict, pred: dict, run_dir: str, timeout_s: int, images: str, min_free_gb: float) -> Shipped:
@@ -36,11 +33,11 @@ def grade_on_node(instance: dict, pred: dict, run_dir: str, timeout_s: int, imag
     from swebench.harness import run_evaluation as rv
 
     from harness.sandbox.prune import LabellingClient, Owner
-    from harness.scoring.swebench import _sweep, docker_root_free_gb, grade_one
+    from harness.scoring.swebench import _sweep, docker_root_free_gb, drop_image, grade_one
 
     iid = instance["instance_id"]
     try:
-        client = LabellingClient(_docker(), Owner.current(run_dir).labels())
+        client = LabellingClient(node_docker(), Owner.current(run_dir).labels())
         _sweep(client, Path(run_dir))  # this node's leftovers of workers that died (their owner pid is gone)
         free = docker_root_free_gb(client)
     except Exception as e:
@@ -53,11 +50,7 @@ def grade_on_node(instance: dict, pred: dict, run_dir: str, timeout_s: int, imag
         files = read_tree(Path(tmp))
         if "log_dir" in res.extra:  # relative on the wire; the driver makes it the run directory's
             res.extra["log_dir"] = Path(res.extra["log_dir"]).relative_to(tmp).as_posix()
-    if images == "remove" and res.status is not Status.EMPTY_PATCH:
-        try:
-            client.images.remove(instance["image"], force=True)
-        except Exception:
-            pass
+    drop_image(client, instance, res, images)
     return Shipped(res, files)
 
 
@@ -78,16 +71,12 @@ def grade_remote(
     """Every submission through the executor; each verdict (with its node and failed attempts) handed
     to on_result as it arrives, its logs written under the run directory first."""
     from harness.benchmarks.swebench import validate_diff
-    from harness.scoring.swebench import grade_one, patch_sha
+    from harness.scoring.swebench import grade_one, patch_sha, prediction
 
     cfg, log_root = scorer.cfg, scorer.out_dir / "logs"
     items, here = [], []
     for sample, sub in todo:
-        pred = {
-            "model_patch": sub.content,
-            "model_name_or_path": scorer.model,
-            "_why_empty": sub.note or "empty patch",
-        }
+        pred = prediction(sub, scorer.model)
         patch = (sub.content or "").strip()
         if not patch or validate_diff(sub.content):  # decided without a container: here, not on a node
             here.append(grade_one(sample.data, pred, None, log_root, cfg.timeout_s))
