@@ -1,20 +1,16 @@
 """Sandbox protocol, the runner client and the warm pool shared by every sandbox kind.
 
 A sandbox kind (docker, bwrap) only knows how to start one isolated instance of
-`runner.py` and give back a byte channel to it; the pool runs jobs on N instances in parallel,
-replaces an instance that dies, retries its job once, and reports what still fails as
-`infra_error`.
+`runner.py` and give back a byte channel to it; the pool (pool.py) runs jobs on the instances.
 """
 
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import SandboxDied
@@ -48,6 +44,16 @@ def is_runner_cmdline(cmdline: bytes) -> bool:
     """
     args = cmdline.rstrip(b"\0").split(b"\0")
     return len(args) >= 3 and args[-1] == RUNNER_MARKER.encode() and args[-3] == b"-c"
+
+
+def max_wall_s(timeout_s: float) -> float:
+    """Wall time after which a job is stopped whatever its own time (see runner._watch): it was starved."""
+    return 4 * timeout_s + 10
+
+
+def lend_after_s(timeout_s: float) -> float:
+    """Run time after which a job probably loops, and the pool lends its slot to another job."""
+    return min(timeout_s, max(0.25, timeout_s / 10))
 
 
 @dataclass(frozen=True)
@@ -95,19 +101,29 @@ class Channel(ABC):
         end of stream or on a read error, with a message saying how the runner ended.
         """
 
-    def recv_line(self, timeout: float) -> bytes:
-        """One line without its newline; raises SandboxDied on EOF or timeout."""
-        deadline = time.monotonic() + timeout
+    def recv_line(self, timeout: float, notice: tuple[float, Callable[[], None]] | None = None) -> bytes:
+        """One line without its newline; raises SandboxDied on EOF or timeout.
+
+        `notice` = (after_s, callback): the callback is called once if no line came within after_s.
+        """
+        start = time.monotonic()
+        deadline = start + timeout
+        notice_at = start + notice[0] if notice else None
         while True:
             nl = self._buf.find(b"\n")
             if nl >= 0:
                 line = bytes(self._buf[:nl])
                 del self._buf[: nl + 1]
                 return line
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if notice_at is not None and now >= notice_at:
+                notice_at = None
+                notice[1]()  # type: ignore[index]
+            remaining = deadline - now
             if remaining <= 0:
                 raise SandboxDied(f"runner did not answer within {timeout:.0f} s")
-            self._buf.extend(self._read_some(remaining))
+            wait = remaining if notice_at is None else max(0.0, min(remaining, notice_at - now))
+            self._buf.extend(self._read_some(wait))
 
     @abstractmethod
     def close(self) -> None: ...
@@ -130,11 +146,14 @@ class Instance:
             raise SandboxDied(f"runner did not start: {line[:200]!r} {channel.diagnostics()}") from e
         channel.send((json.dumps(limits.runner_message(use_nproc)) + "\n").encode())
 
-    def execute(self, job: ExecJob, grace_s: float = 10.0) -> ExecResult:
+    def execute(self, job: ExecJob, grace_s: float = 10.0, on_long: Callable[[], None] | None = None) -> ExecResult:
+        """Run one job; `on_long` is called once if it is still running after lend_after_s(timeout)."""
         self._next_id += 1
-        msg = {"id": self._next_id, "program": job.program, "timeout": job.timeout_s}
+        wall = max_wall_s(job.timeout_s)
+        msg = {"id": self._next_id, "program": job.program, "timeout": job.timeout_s, "max_wall": wall}
         self.channel.send((json.dumps(msg) + "\n").encode())
-        line = self.channel.recv_line(job.timeout_s + grace_s)
+        notice = (lend_after_s(job.timeout_s), on_long) if on_long else None
+        line = self.channel.recv_line(wall + grace_s, notice)
         try:
             res = json.loads(line)
             assert res["id"] == self._next_id
@@ -178,104 +197,3 @@ class Sandbox(ABC):
             "limits": self.limits.__dict__,
             "runner_sha256": hashlib.sha256(runner_source().encode()).hexdigest(),
         }
-
-
-@dataclass
-class PoolStats:
-    replaced: int = 0
-    retried: int = 0
-    runner_info: dict = field(default_factory=dict)
-
-
-def run_pool(
-    sandbox: Sandbox,
-    jobs: Iterable[ExecJob],
-    on_result: Callable[[ExecJob, ExecResult, int], None],
-    stop: threading.Event | None = None,
-) -> PoolStats:
-    """Run every job on `sandbox.workers` warm instances; call on_result(job, result, attempts).
-
-    on_result is called from the caller's thread, in completion order. A job whose instance
-    dies is retried once on a fresh instance; if that fails too it is reported as infra_error.
-    """
-    stop = stop or threading.Event()
-    todo: queue.Queue[ExecJob | None] = queue.Queue()
-    done: queue.Queue[tuple[ExecJob, ExecResult, int] | BaseException] = queue.Queue()
-    n_jobs = 0
-    # Longest program first: the programs with the largest tests (HumanEval+'s) tend to run longest,
-    # and starting them early keeps one slow job from becoming the tail of the whole run.
-    for job in sorted(jobs, key=lambda j: -len(j.program)):
-        todo.put(job)
-        n_jobs += 1
-    stats = PoolStats()
-    lock = threading.Lock()
-    n_workers = min(sandbox.workers, n_jobs)
-
-    def worker() -> None:
-        inst: Instance | None = None
-        try:
-            while not stop.is_set():
-                try:
-                    job = todo.get_nowait()
-                except queue.Empty:
-                    return
-                assert job is not None
-                attempts, result, failure = 0, None, ""
-                while attempts < 2 and result is None and not stop.is_set():
-                    attempts += 1
-                    try:
-                        if inst is None:
-                            inst = sandbox.start_instance()
-                            with lock:
-                                stats.runner_info = inst.info
-                        result = inst.execute(job)
-                    except SandboxDied as e:
-                        failure = str(e)
-                        if inst is not None:
-                            inst.close()
-                            inst = None
-                        with lock:
-                            stats.replaced += 1  # died while starting or while running a job
-                        if attempts < 2:
-                            with lock:
-                                stats.retried += 1
-                if result is None and stop.is_set():
-                    return  # stopped (interrupted): the job stays ungraded, never an infra error
-                if result is None:
-                    result = ExecResult(Status.INFRA_ERROR, 0.0, f"sandbox failed twice: {failure}"[:500])
-                done.put((job, result, attempts))
-        except BaseException as e:  # surfaced in the caller's thread
-            done.put(e)
-        finally:
-            if inst is not None:
-                inst.close()
-
-    threads = [threading.Thread(target=worker, daemon=True, name=f"sandbox-{i}") for i in range(n_workers)]
-    for t in threads:
-        t.start()
-    received = 0
-    try:
-        while received < n_jobs:
-            try:
-                item = done.get(timeout=0.5)
-            except queue.Empty:
-                if not any(t.is_alive() for t in threads) and done.empty():
-                    break
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            received += 1
-            on_result(*item)
-    except BaseException:
-        # Interrupted (or on_result failed): end the jobs in flight now rather than wait for their timeouts;
-        # their instances die, and with `stop` set nothing is retried or reported. No join: a second
-        # interrupt during this clean-up must stop at once.
-        stop.set()
-        sandbox.cleanup()
-        raise
-    stop.set()
-    deadline = time.monotonic() + 30
-    for t in threads:
-        t.join(timeout=max(0.1, deadline - time.monotonic()))
-    sandbox.cleanup()
-    return stats

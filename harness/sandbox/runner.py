@@ -159,12 +159,14 @@ def _child(job, nonce, w_res, w_out, limits):
         os.chdir(workdir)
         report = _execute(job["program"], limits.get("output_bytes", 4096))
         report["nonce"] = nonce
-        os.write(w_res, json.dumps(report).encode())
+        os.write(w_res, (json.dumps(report) + "\n").encode())
     except BaseException as e:  # a failure of the runner's own set-up
         try:
             os.write(
                 w_res,
-                json.dumps({"nonce": nonce, "status": "error", "detail": f"runner: {type(e).__name__}: {e}"}).encode(),
+                (
+                    json.dumps({"nonce": nonce, "status": "error", "detail": f"runner: {type(e).__name__}: {e}"}) + "\n"
+                ).encode(),
             )
         except BaseException:
             pass
@@ -233,13 +235,83 @@ def _reap_all(pid, am_init):
     return status
 
 
+def _run_delay(pid):
+    """Seconds the process has spent runnable but waiting for a CPU (/proc/PID/schedstat), or None."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start):
+    """Wait for the child's report, its exit or its deadline; collect its output on the way.
+
+    The deadline is on the job's own time: wall time minus the time it waited for a CPU, so a
+    slow but correct program is not timed out because other jobs shared its cores. The plain wall
+    deadline is checked first and the wait read only then; `max_wall` bounds the wall time anyway.
+    """
+    deadline, hard = start + timeout, start + max_wall
+    res_buf, out_buf = bytearray(), bytearray()
+    bufs = {r_res: (res_buf, 1 << 20), r_out: (out_buf, limits.get("output_bytes", 4096))}
+    open_fds = {r_res, r_out}
+    state = {"exited": False, "timed_out": False, "status": None, "waited": 0.0}
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            waited = _run_delay(pid)
+            if waited is not None:
+                state["waited"] = waited
+                deadline = min(start + timeout + waited, hard)
+            if now >= deadline:
+                state["timed_out"] = True
+                break
+        ctl = limits.get("_ctl")
+        watch = list(open_fds) + ([pidfd] if pidfd is not None else []) + ([ctl.fileno()] if ctl else [])
+        remaining = deadline - now
+        ready, _, _ = select.select(watch, [], [], remaining if pidfd is not None else min(remaining, 0.005))
+        for fd in ready:
+            if ctl is not None and fd == ctl.fileno():
+                try:
+                    gone = not ctl.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    gone = True
+                if gone:  # the harness is gone: so are the job and the runner
+                    _reap_all(pid, am_init)
+                    os._exit(0)
+                limits["_ctl"] = None  # (nothing is sent during a job; never spin on it)
+            elif fd == pidfd:
+                state["exited"] = True
+            elif not _read_bounded(fd, *bufs[fd]):
+                open_fds.discard(fd)
+        if pidfd is None:
+            wpid, st = os.waitpid(pid, os.WNOHANG)
+            if wpid == pid:
+                state["exited"], state["status"] = True, st
+        # The report is one line, written after the program finished: the job is done then, and the
+        # child's own exit (unmapping its memory) overlaps with the answer instead of delaying it.
+        if state["exited"] or res_buf.endswith(b"\n"):
+            break
+    for fd in open_fds:  # what is already in the pipes; one read of the output (a job may still be writing)
+        os.set_blocking(fd, False)
+        while _read_bounded(fd, *bufs[fd]) and fd == r_res:
+            pass
+    return res_buf, out_buf, state
+
+
 def run_job(job, limits, am_init):
-    """Fork, run, watch the deadline, and classify. Returns the result dict."""
+    """Fork, run, watch the deadline, and classify.
+
+    Returns (result dict, clean-up function). The caller answers first and then calls the clean-up,
+    which kills whatever the job left and removes its directory before the next job starts.
+    """
     nonce = os.urandom(16).hex()
     r_res, w_res = os.pipe()
     r_out, w_out = os.pipe()
     workdir = tempfile.mkdtemp(prefix="job-", dir=limits.get("tmpdir", "/tmp"))
     job = dict(job, workdir=workdir)
+    timeout = float(job["timeout"])
+    max_wall = float(job.get("max_wall") or timeout)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -257,62 +329,30 @@ def run_job(job, limits, am_init):
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
-    deadline = start + float(job["timeout"])
-    res_buf, out_buf = bytearray(), bytearray()
-    open_fds = {r_res, r_out}
-    exited = timed_out = False
-    early_status = None
-    while not exited:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        ctl = limits.get("_ctl")
-        watch = list(open_fds) + ([pidfd] if pidfd is not None else []) + ([ctl.fileno()] if ctl else [])
-        ready, _, _ = select.select(watch, [], [], remaining if pidfd is not None else min(remaining, 0.005))
-        for fd in ready:
-            if ctl is not None and fd == ctl.fileno():
-                try:
-                    gone = not ctl.recv(1, socket.MSG_PEEK)
-                except OSError:
-                    gone = True
-                if gone:  # the harness is gone: so are the job and the runner
-                    _reap_all(pid, am_init)
-                    os._exit(0)
-                limits["_ctl"] = None  # (nothing is sent during a job; never spin on it)
-            elif fd == pidfd:
-                exited = True
-            else:
-                buf, cap = (res_buf, 1 << 20) if fd == r_res else (out_buf, limits.get("output_bytes", 4096))
-                if not _read_bounded(fd, buf, cap):
-                    open_fds.discard(fd)
-        if pidfd is None:
-            wpid, st = os.waitpid(pid, os.WNOHANG)
-            if wpid == pid:
-                exited, early_status = True, st
+    res_buf, out_buf, state = _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start)
     duration = time.monotonic() - start
-    # The result pipe's writer is gone once the child exited, unless a grandchild kept it.
-    for fd in list(open_fds):
-        os.set_blocking(fd, False)
-        while fd == r_res and _read_bounded(fd, res_buf, 1 << 20):
-            pass
-    wait_status = _reap_all(pid, am_init)
-    if wait_status is None:
-        wait_status = early_status
-    for fd in (r_res, r_out) + ((pidfd,) if pidfd is not None else ()):
-        os.close(fd)
-    try:
-        os.rmdir(workdir)  # the common case: the program left nothing behind
-    except OSError:
-        shutil.rmtree(workdir, ignore_errors=True)
+    wait_status = state["status"]
+
+    def cleanup():
+        st = _reap_all(pid, am_init)
+        for fd in (r_res, r_out) + ((pidfd,) if pidfd is not None else ()):
+            os.close(fd)
+        try:
+            os.rmdir(workdir)  # the common case: the program left nothing behind
+        except OSError:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return st
+
     output = out_buf.decode("utf-8", "replace")
-    if timed_out:
-        return {
-            "status": "timeout",
-            "detail": "killed after {:.1f} s".format(float(job["timeout"])),
-            "duration_s": duration,
-            "output": output,
-        }
+    if state["timed_out"]:
+        own = duration - state["waited"]
+        if own < timeout:  # stopped by max_wall: the machine starved it, the program did not use its time
+            detail = f"starved: {own:.1f} s of its own time in {duration:.1f} s wall"
+            return {"status": "infra_error", "detail": detail, "duration_s": duration, "output": output}, cleanup
+        detail = f"killed after {timeout:.1f} s"
+        if state["waited"] >= 0.05:
+            detail += " of its own time ({:.1f} s wall, {:.1f} s waiting for a CPU)".format(duration, state["waited"])
+        return {"status": "timeout", "detail": detail, "duration_s": duration, "output": output}, cleanup
     report = None
     if res_buf:
         try:
@@ -321,25 +361,33 @@ def run_job(job, limits, am_init):
             report = None
     if report is not None and report.get("nonce") == nonce and report.get("status") in ("passed", "failed", "error"):
         out = (report.get("output") or "") + output
-        return {
+        result = {
             "status": report["status"],
             "detail": report.get("detail", ""),
             "duration_s": duration,
             "output": out[: limits.get("output_bytes", 4096)],
         }
+        return result, cleanup
+    # No report: how the child ended decides. Collect its status now (the clean-up then finds none).
+    if wait_status is None:
+        wait_status = cleanup()
+
+        def cleanup():
+            return None
+
     if wait_status is not None and os.WIFSIGNALED(wait_status):
         sig = os.WTERMSIG(wait_status)
         detail = f"killed by signal {sig} ({signal.Signals(sig).name})"
         if sig == signal.SIGXCPU:
-            return {"status": "timeout", "detail": detail, "duration_s": duration, "output": output}
-        return {"status": "error", "detail": detail, "duration_s": duration, "output": output}
+            return {"status": "timeout", "detail": detail, "duration_s": duration, "output": output}, cleanup
+        return {"status": "error", "detail": detail, "duration_s": duration, "output": output}, cleanup
     code = os.WEXITSTATUS(wait_status) if wait_status is not None else -1
     return {
         "status": "failed",
         "detail": f"exited before the program finished (exit code {code})",
         "duration_s": duration,
         "output": output,
-    }
+    }, cleanup
 
 
 def main():
@@ -392,10 +440,11 @@ def main():
         if njobs % 64 == 0:  # the runner's own size, above which a job may allocate
             limits["_vm_base"] = _vm_size_bytes()
         njobs += 1
-        result = run_job(msg, limits, am_init)
+        result, cleanup = run_job(msg, limits, am_init)
         result["id"] = msg.get("id")
         writer.write((json.dumps(result) + "\n").encode())
         writer.flush()
+        cleanup()
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class ExecScorer(Scorer):
         }
 
     def grade(self, todo: Sequence[tuple[Sample, Submission]], on_result: OnResult) -> dict:
-        from harness.sandbox.base import run_pool
+        from harness.sandbox.pool import run_pool
 
         sandbox = self._sandbox(self.workers)
         jobs = [ExecJob(s.task_id, s.sample_id, s.content, s.sha256, self.timeout_s) for _, s in todo]
@@ -79,6 +79,8 @@ class ExecScorer(Scorer):
                 "runner": stats.runner_info,
                 "instances_replaced": stats.replaced,
                 "jobs_retried": stats.retried,
+                "jobs_lent": stats.lent,
+                "extra_instances": stats.extra_instances,
             },
             **self.settings(),
         }

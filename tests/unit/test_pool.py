@@ -19,7 +19,8 @@ import pytest
 
 from harness.errors import EnvironmentNotReady, SandboxDied
 from harness.records import ExecJob, ExecResult, Status
-from harness.sandbox.base import Channel, Instance, PoolStats, Sandbox, run_pool
+from harness.sandbox.base import Channel, Instance, Sandbox
+from harness.sandbox.pool import PoolStats, run_pool
 
 pytestmark = pytest.mark.unit
 
@@ -124,10 +125,13 @@ class FakeSandbox(Sandbox):
         channel.inbox.put(json.dumps(res).encode() + b"\n")
 
 
-def job(script: str, name: str) -> ExecJob:
-    """A job whose runner follows `script` ("die,pass": dies on the first attempt, passes on the second)."""
+def job(script: str, name: str, timeout_s: float = 5.0) -> ExecJob:
+    """A job whose runner follows `script` ("die,pass": dies on the first attempt, passes on the second).
+
+    A job still running after lend_after_s(timeout_s) (0.5 s for 5 s) lends its slot.
+    """
     program = f"{script}#{name}"
-    return ExecJob(task_id=name, sample_id=0, program=program, program_sha256=name, timeout_s=5.0)
+    return ExecJob(task_id=name, sample_id=0, program=program, program_sha256=name, timeout_s=timeout_s)
 
 
 def run(
@@ -222,7 +226,7 @@ def test_stop_set_during_a_job_lets_it_finish_and_dispatches_no_more() -> None:
 def test_workers_bound_the_jobs_running_at_once() -> None:
     workers = 3
     sandbox = FakeSandbox(workers=workers)
-    jobs = [job("hold", f"h{i}") for i in range(10)]
+    jobs = [job("hold", f"h{i}", timeout_s=600.0) for i in range(10)]  # none runs long enough to lend
     result: list[tuple[list, PoolStats]] = []
     t = threading.Thread(target=lambda: result.append(run(sandbox, jobs)), daemon=True)
     t.start()
@@ -239,9 +243,85 @@ def test_workers_bound_the_jobs_running_at_once() -> None:
     assert running() == workers and len(sandbox.executed) == workers
     sandbox.gate.set()
     t.join(timeout=10)
-    got, _ = result[0]
+    got, stats = result[0]
     assert len(got) == 10 and sandbox.max_active == workers
-    assert sandbox.started == workers
+    assert sandbox.started == workers and (stats.lent, stats.extra_instances) == (0, 0)
+
+
+def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_a_long_job_lends_its_slot_and_the_others_finish_meanwhile() -> None:
+    sandbox = FakeSandbox(workers=1)
+    long_job = job("hold", "long" + "_" * 40, timeout_s=2.5)  # lends after 0.25 s; dispatched first (longest)
+    quick = [job("pass", f"q{i}") for i in range(6)]
+    got: list[tuple[ExecJob, ExecResult, int]] = []
+    result: list[PoolStats] = []
+    t = threading.Thread(
+        target=lambda: result.append(run_pool(sandbox, [*quick, long_job], lambda *r: got.append(r))), daemon=True
+    )
+    t.start()
+    # With one worker and the long job holding, the quick ones can only finish on a lent slot.
+    assert _until(lambda: len(got) == 6), got
+    assert {j.task_id for j, _, _ in got} == {j.task_id for j in quick}
+    sandbox.gate.set()
+    t.join(timeout=10)
+    assert [j.task_id for j, _, _ in got][-1] == long_job.task_id and len(got) == 7
+    stats = result[0]
+    assert stats.lent == 1 and stats.extra_instances == 1
+    assert sandbox.started == 2 and sandbox.max_active == 2 and sandbox.closed == 2
+
+
+def test_lent_slots_are_bounded_by_the_extra_threads() -> None:
+    workers = 2
+    sandbox = FakeSandbox(workers=workers)
+    jobs = [job("hold", f"h{i}", timeout_s=2.5) for i in range(8)] + [job("pass", f"p{i}") for i in range(4)]
+    result: list[tuple[list, PoolStats]] = []
+    t = threading.Thread(target=lambda: result.append(run(sandbox, jobs)), daemon=True)
+    t.start()
+
+    def running() -> int:
+        with sandbox.lock:
+            return sandbox.active
+
+    # Every thread holds a long job, every slot is lent, and nothing more starts: 2 x workers at most.
+    assert _until(lambda: running() == 2 * workers)
+    time.sleep(0.6)  # past the lending time of the last ones started
+    assert running() == 2 * workers and len(sandbox.executed) == 2 * workers
+    sandbox.gate.set()
+    t.join(timeout=20)
+    got, stats = result[0]
+    assert len(got) == 12 and sandbox.max_active == 2 * workers
+    assert sandbox.started == 2 * workers and stats.extra_instances == workers
+
+
+def test_a_core_thread_waiting_for_a_slot_comes_before_the_extra_threads() -> None:
+    from harness.sandbox.pool import _Slots
+
+    stop = threading.Event()
+    slots = _Slots(1)
+    assert slots.take(True, stop)  # the core thread's job ...
+    slots.give()  # ... runs long and lends its slot
+    assert slots.take(False, stop)  # an extra thread runs a job on it
+    extra_got, core_got = threading.Event(), threading.Event()
+    threading.Thread(target=lambda: slots.take(False, stop) and extra_got.set(), daemon=True).start()
+    time.sleep(0.05)  # a second extra thread waits first ...
+    threading.Thread(target=lambda: slots.take(True, stop) and core_got.set(), daemon=True).start()
+    assert _until(lambda: slots.core_waiting == 1)  # ... then the long job ends and its thread wants a slot back
+    slots.give()  # the extra thread's job ends
+    assert core_got.wait(2) and not extra_got.wait(0.3)
+    stop.set()
+
+
+def test_likely_loopers_are_dispatched_first() -> None:
+    from harness.sandbox.pool import _order
+
+    jobs = [job("pass", "a" * 30), job("pass", "while b"), job("pass", "c" * 10), job("pass", "while dddd")]
+    assert [j.task_id for j in _order(jobs)] == ["while dddd", "while b", "a" * 30, "c" * 10]
 
 
 def test_an_error_that_is_not_a_sandbox_death_reaches_the_caller() -> None:
@@ -293,3 +373,13 @@ def test_recv_line_frames_lines_across_and_within_chunks() -> None:
     assert ch.recv_line(1.0) == b"partial"  # the unfinished line was kept across the timeout
     with pytest.raises(SandboxDied, match="runner exited"):
         ch.recv_line(1.0)
+
+
+def test_recv_line_notices_a_slow_answer_once() -> None:
+    calls: list[float] = []
+    ch = ChunkChannel([b"", b"", b"", b'{"a": 1}\n', b'{"b": 2}\n'])
+    t0 = time.monotonic()
+    assert ch.recv_line(5.0, notice=(0.0, lambda: calls.append(time.monotonic() - t0))) == b'{"a": 1}'
+    assert len(calls) == 1  # called once although several reads came back empty
+    assert ch.recv_line(5.0, notice=(10.0, lambda: calls.append(-1.0))) == b'{"b": 2}'
+    assert len(calls) == 1  # an answer before the notice time: no call

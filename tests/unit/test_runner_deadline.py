@@ -1,0 +1,68 @@
+"""The runner's deadline is on a job's own time: wall time minus the time it waited for a CPU.
+
+runner.run_job runs here without a sandbox (forked from the test process, as the runner forks its
+jobs), with the run-queue wait it reads from /proc/PID/schedstat replaced where a test needs a
+given amount of waiting.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from harness.sandbox import runner
+
+pytestmark = pytest.mark.unit
+
+HANG = "while True:\n    pass\n"
+
+
+def _limits() -> dict:
+    return {"_close_fds": (), "_devnull": os.open(os.devnull, os.O_RDWR), "_ctl": None, "_vm_base": 0}
+
+
+def _run(program: str, timeout: float, max_wall: float) -> dict:
+    result, cleanup = runner.run_job({"program": program, "timeout": timeout, "max_wall": max_wall}, _limits(), False)
+    cleanup()
+    return result
+
+
+def test_the_wait_for_a_cpu_is_read_from_schedstat() -> None:
+    waited = runner._run_delay(os.getpid())
+    assert isinstance(waited, float) and waited >= 0
+    assert runner._run_delay(2**22 + 12345) is None  # no such process
+
+
+def test_without_waiting_a_loop_times_out_at_the_timeout(monkeypatch) -> None:
+    monkeypatch.setattr(runner, "_run_delay", lambda pid: 0.0)
+    res = _run(HANG, 0.3, 10.0)
+    assert res["status"] == "timeout" and res["detail"] == "killed after 0.3 s"
+    assert 0.3 <= res["duration_s"] < 1.0
+
+
+def test_time_spent_waiting_for_a_cpu_extends_the_deadline(monkeypatch) -> None:
+    monkeypatch.setattr(runner, "_run_delay", lambda pid: 0.5)
+    res = _run(HANG, 0.3, 10.0)
+    assert res["status"] == "timeout" and "of its own time" in res["detail"] and "0.5 s waiting" in res["detail"]
+    assert 0.8 <= res["duration_s"] < 1.5
+
+
+def test_a_job_starved_until_max_wall_is_an_infrastructure_error(monkeypatch) -> None:
+    monkeypatch.setattr(runner, "_run_delay", lambda pid: 100.0)
+    res = _run(HANG, 0.3, 0.8)
+    assert res["status"] == "infra_error" and res["detail"].startswith("starved:")
+    assert 0.8 <= res["duration_s"] < 1.5
+
+
+def test_sleeping_counts_as_the_jobs_own_time() -> None:
+    res = _run("import time\ntime.sleep(5)\n", 0.3, 10.0)  # the real schedstat: a sleeper waits for no CPU
+    assert res["status"] == "timeout" and res["duration_s"] < 1.0
+
+
+def test_the_answer_comes_before_the_child_is_reaped_and_the_clean_up_reaps_it() -> None:
+    result, cleanup = runner.run_job({"program": "x = 1\n", "timeout": 3.0, "max_wall": 10.0}, _limits(), False)
+    assert result["status"] == "passed"
+    cleanup()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child of this process is left to collect
