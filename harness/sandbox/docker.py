@@ -248,11 +248,14 @@ class DockerSandbox(Sandbox):
             pass  # already gone; cleanup() sweeps by label
 
     def cleanup(self) -> None:
+        # The low-level list: the high-level one inspects each container and fails on one that its
+        # engine removed meanwhile (auto_remove), which would leave the rest in place.
         try:
-            for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self._session}"}):
-                c.remove(force=True)
+            found = self.client.api.containers(all=True, filters={"label": f"{LABEL}={self._session}"})
         except Exception:
-            pass
+            return
+        for c in found:
+            self.remove_container(c["Id"])
 
     def provenance(self) -> dict:
         info = {}

@@ -55,8 +55,15 @@ class PipeChannel(Channel):
         return self._errbuf.decode("utf-8", "replace")[-2000:].strip()
 
     def close(self) -> None:
+        # End of input first: the runner finishes the clean-up of its last job and exits, and with it
+        # the sandbox, so nothing of the job is left when close returns. Killed if it does not.
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
         self.proc.wait()
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f:

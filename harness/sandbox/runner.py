@@ -81,34 +81,13 @@ def reliability_guard():
     builtins.exit = None
     builtins.quit = None
     os.environ["OMP_NUM_THREADS"] = "1"
+    # fmt: off
     for name in (
-        "kill",
-        "system",
-        "putenv",
-        "remove",
-        "removedirs",
-        "rmdir",
-        "fchdir",
-        "setuid",
-        "fork",
-        "forkpty",
-        "killpg",
-        "rename",
-        "renames",
-        "truncate",
-        "replace",
-        "unlink",
-        "fchmod",
-        "fchown",
-        "chmod",
-        "chown",
-        "chroot",
-        "lchflags",
-        "lchmod",
-        "lchown",
-        "getcwd",
-        "chdir",
+        "kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+        "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
+        "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir",
     ):
+        # fmt: on
         setattr(os, name, None)
     shutil.rmtree = None
     shutil.move = None
@@ -235,6 +214,16 @@ def _reap_all(pid, am_init):
     return status
 
 
+def _report(res_buf, nonce):
+    """The child's report if the result pipe holds exactly one, with this job's nonce; else None."""
+    try:
+        report = json.loads(res_buf.decode())
+    except ValueError:
+        return None
+    valid = isinstance(report, dict) and report.get("nonce") == nonce
+    return report if valid and report.get("status") in ("passed", "failed", "error") else None
+
+
 def _run_delay(pid):
     """Seconds the process has spent runnable but waiting for a CPU (/proc/PID/schedstat), or None."""
     try:
@@ -244,7 +233,36 @@ def _run_delay(pid):
         return None
 
 
-def _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start):
+def _job_cpu(pid, am_init):
+    """CPU seconds the job has used: all its processes (every one in the namespace but the runner) or the child's."""
+    total = 0
+    for p in [p for p in os.listdir("/proc") if p.isdigit() and p != "1"] if am_init else [pid]:
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+        except (OSError, ValueError, IndexError):
+            pass  # exited meanwhile
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _next_deadline(pid, am_init, elapsed, timeout, state):
+    """At a deadline: None if the job has had its time, else the elapsed time at which to look again.
+
+    It has had its time when its own time (elapsed minus the run-queue wait of its main process)
+    reaches the timeout, or when its processes together used that much CPU: a program whose own
+    processes or threads compete for the CPU (a fork bomb) waits for itself, not for other jobs.
+    """
+    waited = _run_delay(pid)
+    if waited is None:  # no schedstat: plain wall time
+        return None
+    cpu = _job_cpu(pid, am_init)
+    state["waited"], state["cpu"] = waited, cpu
+    left = min(timeout - (elapsed - waited), timeout - cpu)
+    return None if left <= 0 else elapsed + max(left, 0.05)
+
+
+def _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start, nonce):
     """Wait for the child's report, its exit or its deadline; collect its output on the way.
 
     The deadline is on the job's own time: wall time minus the time it waited for a CPU, so a
@@ -257,18 +275,9 @@ def _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start):
     open_fds = {r_res, r_out}
     state = {"exited": False, "timed_out": False, "status": None, "waited": 0.0}
     while True:
-        now = time.monotonic()
-        if now >= deadline:
-            waited = _run_delay(pid)
-            if waited is not None:
-                state["waited"] = waited
-                deadline = min(start + timeout + waited, hard)
-            if now >= deadline:
-                state["timed_out"] = True
-                break
         ctl = limits.get("_ctl")
         watch = list(open_fds) + ([pidfd] if pidfd is not None else []) + ([ctl.fileno()] if ctl else [])
-        remaining = deadline - now
+        remaining = max(0.0, deadline - time.monotonic())
         ready, _, _ = select.select(watch, [], [], remaining if pidfd is not None else min(remaining, 0.005))
         for fd in ready:
             if ctl is not None and fd == ctl.fileno():
@@ -290,8 +299,17 @@ def _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start):
                 state["exited"], state["status"] = True, st
         # The report is one line, written after the program finished: the job is done then, and the
         # child's own exit (unmapping its memory) overlaps with the answer instead of delaying it.
-        if state["exited"] or res_buf.endswith(b"\n"):
+        # Looked at before the deadline: a runner that got no CPU for a while must not time out a
+        # job that finished meanwhile.
+        if state["exited"] or (res_buf.endswith(b"\n") and _report(res_buf, nonce) is not None):
             break
+        now = time.monotonic()
+        if now >= deadline:
+            deadline = _next_deadline(pid, am_init, now - start, timeout, state)
+            deadline = now if deadline is None else min(start + deadline, hard)
+            if now >= deadline:
+                state["timed_out"] = True
+                break
     for fd in open_fds:  # what is already in the pipes; one read of the output (a job may still be writing)
         os.set_blocking(fd, False)
         while _read_bounded(fd, *bufs[fd]) and fd == r_res:
@@ -329,65 +347,47 @@ def run_job(job, limits, am_init):
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         pidfd = None
-    res_buf, out_buf, state = _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start)
+    res_buf, out_buf, state = _watch(pid, pidfd, r_res, r_out, limits, am_init, timeout, max_wall, start, nonce)
     duration = time.monotonic() - start
-    wait_status = state["status"]
 
     def cleanup():
-        st = _reap_all(pid, am_init)
-        for fd in (r_res, r_out) + ((pidfd,) if pidfd is not None else ()):
-            os.close(fd)
-        try:
-            os.rmdir(workdir)  # the common case: the program left nothing behind
-        except OSError:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return st
+        if not state.get("cleaned"):
+            state["cleaned"] = True
+            status = _reap_all(pid, am_init)
+            if status is not None:
+                state["status"] = status
+            for fd in (r_res, r_out) + ((pidfd,) if pidfd is not None else ()):
+                os.close(fd)
+            try:
+                os.rmdir(workdir)  # the common case: the program left nothing behind
+            except OSError:
+                shutil.rmtree(workdir, ignore_errors=True)
 
-    output = out_buf.decode("utf-8", "replace")
+    def answer(status, detail, output=out_buf.decode("utf-8", "replace")):
+        cap = limits.get("output_bytes", 4096)
+        return {"status": status, "detail": detail, "duration_s": duration, "output": output[:cap]}, cleanup
+
     if state["timed_out"]:
-        own = duration - state["waited"]
-        if own < timeout:  # stopped by max_wall: the machine starved it, the program did not use its time
-            detail = f"starved: {own:.1f} s of its own time in {duration:.1f} s wall"
-            return {"status": "infra_error", "detail": detail, "duration_s": duration, "output": output}, cleanup
-        detail = f"killed after {timeout:.1f} s"
-        if state["waited"] >= 0.05:
-            detail += " of its own time ({:.1f} s wall, {:.1f} s waiting for a CPU)".format(duration, state["waited"])
-        return {"status": "timeout", "detail": detail, "duration_s": duration, "output": output}, cleanup
-    report = None
-    if res_buf:
-        try:
-            report = json.loads(res_buf.decode())
-        except ValueError:
-            report = None
-    if report is not None and report.get("nonce") == nonce and report.get("status") in ("passed", "failed", "error"):
-        out = (report.get("output") or "") + output
-        result = {
-            "status": report["status"],
-            "detail": report.get("detail", ""),
-            "duration_s": duration,
-            "output": out[: limits.get("output_bytes", 4096)],
-        }
-        return result, cleanup
-    # No report: how the child ended decides. Collect its status now (the clean-up then finds none).
-    if wait_status is None:
-        wait_status = cleanup()
-
-        def cleanup():
-            return None
-
+        own, waited, cpu = duration - state["waited"], state["waited"], state.get("cpu", 0.0)
+        if own < timeout and cpu < timeout:  # stopped at max_wall: the machine starved it
+            return answer("infra_error", f"starved: {own:.1f} s of its own time in {duration:.1f} s wall")
+        if own < timeout:
+            return answer("timeout", f"killed after its processes used {cpu:.1f} s of CPU ({duration:.1f} s wall)")
+        extra = f" of its own time ({duration:.1f} s wall, {waited:.1f} s waiting for a CPU)" if waited >= 0.05 else ""
+        return answer("timeout", f"killed after {timeout:.1f} s{extra}")
+    report = _report(res_buf, nonce)
+    if report is not None:
+        output = (report.get("output") or "") + out_buf.decode("utf-8", "replace")
+        return answer(report["status"], report.get("detail", ""), output)
+    # No report: how the child ended decides, so collect its status now.
+    cleanup()
+    wait_status = state["status"]
     if wait_status is not None and os.WIFSIGNALED(wait_status):
         sig = os.WTERMSIG(wait_status)
         detail = f"killed by signal {sig} ({signal.Signals(sig).name})"
-        if sig == signal.SIGXCPU:
-            return {"status": "timeout", "detail": detail, "duration_s": duration, "output": output}, cleanup
-        return {"status": "error", "detail": detail, "duration_s": duration, "output": output}, cleanup
+        return answer("timeout" if sig == signal.SIGXCPU else "error", detail)
     code = os.WEXITSTATUS(wait_status) if wait_status is not None else -1
-    return {
-        "status": "failed",
-        "detail": f"exited before the program finished (exit code {code})",
-        "duration_s": duration,
-        "output": output,
-    }, cleanup
+    return answer("failed", f"exited before the program finished (exit code {code})")
 
 
 def main():

@@ -20,13 +20,14 @@ LOOP = "    while True:\n        pass\n"
 
 
 def _containers(run_dir) -> list:
-    return docker_client().containers.list(all=True, filters={"label": f"{RUN_DIR}={run_dir}"})
+    # The low-level list: the high-level one inspects each container and fails on one removed meanwhile.
+    return docker_client().api.containers(all=True, filters={"label": f"{RUN_DIR}={run_dir}"})
 
 
 @pytest.mark.parametrize("signals", [1, 2])
 def test_ctrl_c_during_grading_stops_now_and_leaves_nothing(humaneval, tmp_path, signals):
     ok = [{"task_id": "HumanEval/0", "completion": humaneval.by_id["HumanEval/0"].canonical_solution}]
-    loops = [{"task_id": f"HumanEval/{i}", "completion": LOOP} for i in (1, 2, 3, 4)]
+    loops = [{"task_id": f"HumanEval/{i}", "completion": LOOP} for i in (1, 2)]
     f = write_jsonl(tmp_path / "s.jsonl", ok + loops)
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "harness", "evaluate", "humaneval", str(f), "--out", str(out), "--timeout", "60"]
@@ -34,7 +35,10 @@ def test_ctrl_c_during_grading_stops_now_and_leaves_nothing(humaneval, tmp_path,
     deadline = time.monotonic() + 60
     while len(_containers(out.resolve())) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(2)  # the looping programs are running
+    # The two loops start first and lend their slots after 6 s (a tenth of the timeout); the correct
+    # sample then runs on an extra instance. Its verdict is written before the interrupt, the loops' never.
+    while not (out / "samples.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert _containers(out.resolve()), "the sandbox never started"
     t0 = time.monotonic()
     for _ in range(signals):
@@ -49,8 +53,9 @@ def test_ctrl_c_during_grading_stops_now_and_leaves_nothing(humaneval, tmp_path,
     while _containers(out.resolve()) and time.monotonic() < deadline:  # removal is asynchronous after kill
         time.sleep(0.5)
     assert _containers(out.resolve()) == []
-    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()] if out.exists() else []
-    assert all(r["status"] != "infra_error" for r in rows), rows  # stopped programs are ungraded, not failures
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    # Stopped programs are ungraded, not failures: the one verdict is the correct sample's.
+    assert [(r["task_id"], r["status"]) for r in rows] == [("HumanEval/0", "passed")], rows
 
 
 def test_kill_9_mid_job_ends_the_runner_with_it(humaneval, tmp_path):

@@ -8,6 +8,7 @@ given amount of waiting.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -16,6 +17,7 @@ from harness.sandbox import runner
 pytestmark = pytest.mark.unit
 
 HANG = "while True:\n    pass\n"
+SLEEP = "import time\ntime.sleep(5)\n"
 
 
 def _limits() -> dict:
@@ -43,20 +45,31 @@ def test_without_waiting_a_loop_times_out_at_the_timeout(monkeypatch) -> None:
 
 def test_time_spent_waiting_for_a_cpu_extends_the_deadline(monkeypatch) -> None:
     monkeypatch.setattr(runner, "_run_delay", lambda pid: 0.5)
-    res = _run(HANG, 0.3, 10.0)
+    res = _run(SLEEP, 0.3, 10.0)  # (a loop would reach the timeout in CPU first: its wait here is made up)
     assert res["status"] == "timeout" and "of its own time" in res["detail"] and "0.5 s waiting" in res["detail"]
     assert 0.8 <= res["duration_s"] < 1.5
 
 
 def test_a_job_starved_until_max_wall_is_an_infrastructure_error(monkeypatch) -> None:
     monkeypatch.setattr(runner, "_run_delay", lambda pid: 100.0)
-    res = _run(HANG, 0.3, 0.8)
+    res = _run(SLEEP, 0.3, 0.8)  # used no CPU: all its time went to waiting
     assert res["status"] == "infra_error" and res["detail"].startswith("starved:")
     assert 0.8 <= res["duration_s"] < 1.5
 
 
+def test_a_job_whose_own_threads_compete_is_timed_on_the_cpu_it_used(monkeypatch) -> None:
+    # Its main thread waits behind its own threads (as a fork bomb's waits behind its children), so
+    # its own time never reaches the timeout; the CPU its threads used together does.
+    monkeypatch.setattr(runner, "_run_delay", lambda pid: 100.0)
+    spin = "import threading\ndef spin():\n    while True:\n        pass\n"
+    spin += "for _ in range(2):\n    threading.Thread(target=spin, daemon=True).start()\nspin()\n"
+    res = _run(spin, 0.3, 5.0)
+    assert res["status"] == "timeout" and "its processes used" in res["detail"], res
+    assert res["duration_s"] < 1.5
+
+
 def test_sleeping_counts_as_the_jobs_own_time() -> None:
-    res = _run("import time\ntime.sleep(5)\n", 0.3, 10.0)  # the real schedstat: a sleeper waits for no CPU
+    res = _run(SLEEP, 0.3, 10.0)  # the real schedstat: a sleeper waits for no CPU
     assert res["status"] == "timeout" and res["duration_s"] < 1.0
 
 
@@ -66,3 +79,17 @@ def test_the_answer_comes_before_the_child_is_reaped_and_the_clean_up_reaps_it()
     cleanup()
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child of this process is left to collect
+
+
+def test_a_job_that_finished_while_the_runner_got_no_cpu_is_not_timed_out(monkeypatch) -> None:
+    # The runner is held up right after the fork for longer than the timeout (a loaded machine);
+    # meanwhile the program finished. Its report is read before the deadline is judged.
+    pidfd_open = os.pidfd_open
+
+    def held_up(pid: int) -> int:
+        time.sleep(0.6)
+        return pidfd_open(pid)
+
+    monkeypatch.setattr(os, "pidfd_open", held_up)
+    res = _run("x = 1\n", 0.3, 10.0)
+    assert res["status"] == "passed", res
