@@ -1,4 +1,4 @@
-"""Sandbox protocol, the runner client and the warm pool shared by every sandbox kind.
+"""Sandbox protocol and the runner client shared by every sandbox kind.
 
 A sandbox kind (docker, bwrap) only knows how to start one isolated instance of
 `runner.py` and give back a byte channel to it; the pool (pool.py) runs jobs on the instances.
