@@ -53,6 +53,7 @@ class ExecJob:
     program: str
     program_sha256: str
     timeout_s: float
+    suffix: str = ""  # the end of `program` (after a newline) that every program of the task shares
 
     @property
     def key(self) -> tuple[str, int, str]:

