@@ -32,15 +32,18 @@ class PoolStats:
 
 
 class _Slots:
-    """`workers` slots for jobs that run at full speed; the core threads come before the extra ones.
+    """`workers` slots for jobs that run at full speed, and the slots long jobs lent.
 
-    A core thread keeps its slot from one job to its next; an extra thread takes a slot only when a
-    long job lent one and no core thread is waiting for it.
+    A core thread keeps its slot from one job to its next. An extra thread runs a job only on a
+    lent slot (so it never starts an instance for nothing) and only when no core thread waits: a
+    core thread whose long job ended takes back the next free slot.
     """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.busy = 0
+        self.busy = 0  # jobs running at full speed
+        self.lent = 0  # long jobs still running after they lent their slot
+        self.extras = 0  # jobs the extra threads are running
         self.core_waiting = 0
         self.cond = threading.Condition()
 
@@ -49,17 +52,31 @@ class _Slots:
             self.core_waiting += core
             try:
                 while not stop.is_set():
-                    if self.busy < self.workers and (core or self.core_waiting == 0):
+                    free = self.busy < self.workers
+                    if free and (core or (self.core_waiting == 0 and self.extras < self.lent)):
                         self.busy += 1
+                        self.extras += not core
                         return True
                     self.cond.wait(0.2)
                 return False
             finally:
                 self.core_waiting -= core
 
-    def give(self) -> None:
+    def lend(self) -> None:
+        """The job has run long: its slot is free for another job while it goes on."""
         with self.cond:
             self.busy -= 1
+            self.lent += 1
+            self.cond.notify_all()
+
+    def give(self, core: bool, lent: bool) -> None:
+        """The job ended (or none was left to take)."""
+        with self.cond:
+            if lent:
+                self.lent -= 1
+            else:
+                self.busy -= 1
+            self.extras -= not core
             self.cond.notify_all()
 
 
@@ -128,21 +145,21 @@ def run_pool(
                 lent = threading.Event()
 
                 def lend(lent: threading.Event = lent) -> None:
-                    lent.set()
-                    slots.give()
-                    with lock:
-                        stats.lent += 1
+                    if not lent.is_set():  # once per job, whatever the attempts
+                        lent.set()
+                        slots.lend()
+                        with lock:
+                            stats.lent += 1
 
                 try:
                     job = todo.get_nowait()
                 except queue.Empty:
-                    slots.give()
+                    slots.give(core, False)
                     return
                 try:
                     inst, result, attempts = run_one(inst, job, lend, core)
                 finally:
-                    if not lent.is_set():
-                        slots.give()
+                    slots.give(core, lent.is_set())
                 if result is None:
                     return  # stopped (interrupted): the job stays ungraded, never an infra error
                 done.put((job, result, attempts))

@@ -299,22 +299,38 @@ def test_lent_slots_are_bounded_by_the_extra_threads() -> None:
     assert sandbox.started == 2 * workers and stats.extra_instances == workers
 
 
-def test_a_core_thread_waiting_for_a_slot_comes_before_the_extra_threads() -> None:
+def test_extra_threads_run_only_on_lent_slots_and_give_way_to_core_threads() -> None:
     from harness.sandbox.pool import _Slots
 
     stop = threading.Event()
-    slots = _Slots(1)
-    assert slots.take(True, stop)  # the core thread's job ...
-    slots.give()  # ... runs long and lends its slot
-    assert slots.take(False, stop)  # an extra thread runs a job on it
-    extra_got, core_got = threading.Event(), threading.Event()
+    slots = _Slots(2)
+    assert slots.take(True, stop)  # one core thread runs a job; the other slot is free but not lent
+    extra_got, core_got, second_extra_got = threading.Event(), threading.Event(), threading.Event()
     threading.Thread(target=lambda: slots.take(False, stop) and extra_got.set(), daemon=True).start()
-    time.sleep(0.05)  # a second extra thread waits first ...
+    assert not extra_got.wait(0.3)  # a free slot is not a lent one: no extra instance for nothing
+    slots.lend()  # the job runs long
+    assert extra_got.wait(2)
+    assert slots.take(True, stop)  # the second core thread takes the free slot
+    slots.give(True, True)  # the long job ends; its thread wants a slot back
     threading.Thread(target=lambda: slots.take(True, stop) and core_got.set(), daemon=True).start()
-    assert _until(lambda: slots.core_waiting == 1)  # ... then the long job ends and its thread wants a slot back
-    slots.give()  # the extra thread's job ends
-    assert core_got.wait(2) and not extra_got.wait(0.3)
+    threading.Thread(target=lambda: slots.take(False, stop) and second_extra_got.set(), daemon=True).start()
+    assert _until(lambda: slots.core_waiting == 1)
+    slots.give(False, False)  # the extra thread's job ends
+    assert core_got.wait(2) and not second_extra_got.wait(0.3)
     stop.set()
+
+
+def test_a_job_lends_its_slot_once_whatever_its_attempts() -> None:
+    # A long job whose instance dies after it lent its slot, retried and long again, lends once:
+    # a second lend would free a slot that is not there.
+    def slow(program: str) -> None:
+        if "#long" in program:
+            time.sleep(0.4)  # past the 0.25 s lending time, on both attempts
+
+    sandbox = FakeSandbox(workers=1, on_execute=slow)
+    got, stats = run(sandbox, [job("die,pass", "long", timeout_s=2.5), *[job("pass", f"q{i}") for i in range(3)]])
+    assert len(got) == 4 and stats.retried == 1
+    assert stats.lent == 1
 
 
 def test_likely_loopers_are_dispatched_first() -> None:

@@ -36,6 +36,34 @@ def test_the_wait_for_a_cpu_is_read_from_schedstat() -> None:
     assert runner._run_delay(2**22 + 12345) is None  # no such process
 
 
+def _waited_of_child(nice: int) -> float | None:
+    """runner._run_delay of a forked child that set its nice value and sleeps."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.nice(nice)
+            os.write(w, b".")
+            time.sleep(5)
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"."  # the child has set its priority
+        return runner._run_delay(pid)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(r)
+
+
+def test_a_job_that_lowered_its_own_priority_is_timed_on_wall_time() -> None:
+    # Its wait for a CPU is its own doing (os.nice, SCHED_IDLE): not discounted, or it would end as
+    # "starved" (infra_error) instead of timing out.
+    assert _waited_of_child(5) is None
+    assert isinstance(_waited_of_child(0), float)
+
+
 def test_without_waiting_a_loop_times_out_at_the_timeout(monkeypatch) -> None:
     monkeypatch.setattr(runner, "_run_delay", lambda pid: 0.0)
     res = _run(HANG, 0.3, 10.0)

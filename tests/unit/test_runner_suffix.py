@@ -25,6 +25,11 @@ CASES = {
     "future import": ("from __future__ import annotations\ndef f(x) -> int:\n    return x * 2", SUFFIX, "passed"),
     "module docstring": ('"""doc"""\ndef f(x):\n    return x * 2', SUFFIX, "passed"),
     "exits before the tests": ("import sys\ndef f(x):\n    return x\nsys.exit(0)", SUFFIX, "failed"),
+    "replaces exec before the tests": (
+        "import builtins\ndef f(x):\n    return x\nbuiltins.exec = lambda *a, **k: None",
+        SUFFIX,
+        "failed",
+    ),
     "open bracket closed by the suffix": ("def f(x):\n    return x * 2\ny = (", OPEN_SUFFIX, "passed"),
 }
 
@@ -51,6 +56,8 @@ def test_the_suffix_is_compiled_once_and_only_when_it_starts_a_statement_at_colu
         _run({"program": "def f(x):\n    return x * 2", "suffix": SUFFIX})
     assert list(runner._SUFFIX_CODE) == [SUFFIX] and runner._SUFFIX_CODE[SUFFIX] is not None
     # Unusable alone (the whole program decides): indented, a docstring, or not valid on its own.
-    for suffix in ("    x = 1\ncheck(f)", '"""doc"""\ncheck(f)', "  # c\n\n    x = 1", "1)\nx = ("):
+    unusable = ("    x = 1\ncheck(f)", '"""doc"""\ncheck(f)', '("doc")\ncheck(f)', "  # c\n\n    x = 1", "1)\nx = (")
+    unusable += ("from __future__ import annotations\ncheck(f)", "global f\ncheck(f)")
+    for suffix in unusable:
         assert runner._suffix_code(suffix) is None, suffix
     assert runner._suffix_code("# a comment\n\nx = 1\n") is not None
