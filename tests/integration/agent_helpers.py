@@ -136,4 +136,5 @@ def agent_containers(client, run_dir: Path | None = None) -> list[str]:
     labels = ["org.harness.agent"]
     if run_dir is not None:
         labels.append(f"org.harness.owner.run_dir={os.path.abspath(run_dir)}")  # as Owner.current records it
-    return [c.name for c in client.containers.list(all=True, filters={"label": labels})]
+    # The low-level list: the high-level one inspects each container and fails on one removed meanwhile.
+    return [c["Names"][0].lstrip("/") for c in client.api.containers(all=True, filters={"label": labels})]

@@ -93,7 +93,8 @@ def test_grading_on_two_nodes_gives_the_local_verdicts(local, cluster, tmp_path)
 
 def _grading_containers(client, run_dir: Path) -> list[str]:
     label = f"org.harness.owner.run_dir={os.path.abspath(run_dir)}"
-    return [x.name for x in client.containers.list(all=True, filters={"label": label})]
+    # The low-level list: the high-level one inspects each container and fails on one removed meanwhile.
+    return [x["Names"][0].lstrip("/") for x in client.api.containers(all=True, filters={"label": label})]
 
 
 def ray_cluster_repo() -> Path:

@@ -101,12 +101,21 @@ def test_sleeping_counts_as_the_jobs_own_time() -> None:
     assert res["status"] == "timeout" and res["duration_s"] < 1.0
 
 
-def test_the_answer_comes_before_the_child_is_reaped_and_the_clean_up_reaps_it() -> None:
+def test_the_answer_comes_before_the_child_is_reaped_and_the_clean_up_reaps_it(monkeypatch) -> None:
+    forked: list[int] = []
+    fork = os.fork
+
+    def recording_fork() -> int:
+        pid = fork()
+        forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording_fork)
     result, cleanup = runner.run_job({"program": "x = 1\n", "timeout": 3.0, "max_wall": 10.0}, _limits(), False)
     assert result["status"] == "passed"
     cleanup()
     with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # no child of this process is left to collect
+        os.waitpid(forked[0], os.WNOHANG)  # the job's child is gone and collected
 
 
 def test_a_job_that_finished_while_the_runner_got_no_cpu_is_not_timed_out(monkeypatch) -> None:
