@@ -95,6 +95,11 @@ class FakeSandbox(Sandbox):
         with self.lock:
             self.cleanups += 1
 
+    def running(self) -> int:
+        """Jobs the scripted runners are executing now."""
+        with self.lock:
+            return self.active
+
     def note_close(self) -> None:
         with self.lock:
             self.closed += 1
@@ -231,16 +236,12 @@ def test_workers_bound_the_jobs_running_at_once() -> None:
     t = threading.Thread(target=lambda: result.append(run(sandbox, jobs)), daemon=True)
     t.start()
 
-    def running() -> int:
-        with sandbox.lock:
-            return sandbox.active
-
     # Every worker reaches a job and holds; no further job may start while they hold.
     deadline = time.monotonic() + 5
-    while running() < workers and time.monotonic() < deadline:
+    while sandbox.running() < workers and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.2)  # room for a pool that ignored `workers` to start a fourth job
-    assert running() == workers and len(sandbox.executed) == workers
+    assert sandbox.running() == workers and len(sandbox.executed) == workers
     sandbox.gate.set()
     t.join(timeout=10)
     got, stats = result[0]
@@ -284,14 +285,10 @@ def test_lent_slots_are_bounded_by_the_extra_threads() -> None:
     t = threading.Thread(target=lambda: result.append(run(sandbox, jobs)), daemon=True)
     t.start()
 
-    def running() -> int:
-        with sandbox.lock:
-            return sandbox.active
-
     # Every thread holds a long job, every slot is lent, and nothing more starts: 2 x workers at most.
-    assert _until(lambda: running() == 2 * workers)
+    assert _until(lambda: sandbox.running() == 2 * workers)
     time.sleep(0.6)  # past the lending time of the last ones started
-    assert running() == 2 * workers and len(sandbox.executed) == 2 * workers
+    assert sandbox.running() == 2 * workers and len(sandbox.executed) == 2 * workers
     sandbox.gate.set()
     t.join(timeout=20)
     got, stats = result[0]
