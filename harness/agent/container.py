@@ -4,7 +4,8 @@ It is mini-swe-agent's `DockerEnvironment` (its config, template variables, seri
 submission check are the package's) with the container made by the harness:
 - no network unless the config allows it, all capabilities dropped, no-new-privileges, memory
   (without swap), pids and CPU limits, a per-file size limit and a limit on the container's writable
-  layer (measured every 0.2 s or more while a command runs, which is killed past it), tini as PID 1 so that
+  layer (measured while a command runs, as `disk.DiskWatch` schedules; past it the container is frozen,
+  killed with its init and started again for the harness's own commands), tini as PID 1 so that
   killed commands leave no zombies; tini and its `sleep` run as nobody, the commands as root without
   CAP_KILL, so that no command can stop the container; processes left running past half the pids
   limit are killed after each command (a fork bomb does not outlive its command);
@@ -30,13 +31,12 @@ import docker.errors
 import requests
 from minisweagent.environments.docker import DockerEnvironment, DockerEnvironmentConfig
 
+from harness.agent.disk import DiskWatch
+
 AGENT_LABEL = "org.harness.agent"  # value: the instance id
 # tini and the keeping `sleep` run as nobody, the agent's commands as root without CAP_KILL: so no
 # command (`kill -9 -1`, `pkill sleep`) can end the container under the agent.
 KEEPER_USER, EXEC_USER = "65534:65534", "0:0"
-# How often a running command's disk use is measured: every 0.2 s, or at 10 x what a measurement
-# costs (the engine walks the layer: ~2 ms when small, ~240 ms at 50,000 files), at most 5 s.
-DISK_POLL_S, DISK_POLL_MAX_S = 0.2, 5.0
 OUTPUT_KEEP = 512 * 1024  # bytes kept at each end of a command's output (the scaffold shows 5,000 chars each)
 _SERIAL = itertools.count(1)
 # What a call to the engine can raise: the SDK's own errors, and its transport's (a dropped socket).
@@ -98,7 +98,7 @@ class HardenedDocker(DockerEnvironment):
         self.container_id: str | None = None
         self.name = name
         self.on_command: Callable[[dict], None] | None = None  # sees each command's outcome (trajectories)
-        self._poll_s = DISK_POLL_S
+        self._rw, self._rw_cost = 0, 0.0  # the writable layer's last measured size, and what measuring cost
         self._start_container(labels)
 
     def _start_container(self, labels: dict[str, str] | None = None) -> None:  # type: ignore[override]
@@ -224,13 +224,18 @@ class HardenedDocker(DockerEnvironment):
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         end, over = time.monotonic() + deadline_s, 0
+        disk = DiskWatch(self.limits.disk_mb << 20, self._size, self._rw, self._rw_cost) if watch else None
         while reader.is_alive() and (left := end - time.monotonic()) > 0:
-            reader.join(min(left, self._poll_s) if watch else left)
-            if watch and reader.is_alive() and (size := self._size()) > self.limits.disk_mb << 20:
-                over = size  # one command must not fill the host's disk before it ends
-                self._kill_all()
-                reader.join(5)
-                break
+            reader.join(min(left, disk.wait()) if disk else left)
+            if disk and reader.is_alive():
+                disk.measure()
+                if disk.over():  # one command must not fill the host's disk before it ends
+                    over = disk.size
+                    self._halt()
+                    reader.join(5)
+                    break
+        if disk:
+            self._rw_cost = disk.cost
         cut = reader.is_alive() and not over
         if reader.is_alive():  # something detached from `timeout` still holds the output open: stop reading
             try:
@@ -243,6 +248,9 @@ class HardenedDocker(DockerEnvironment):
         except OSError:
             pass
         code = self._exit_code(ex["Id"], wait_s=0.0 if cut else 5.0)
+        if over:
+            self._restart()
+            return buf.text(), 137 if code is None else code, False, over
         # No exit code: it still runs (something detached held the output); it was cut off.
         return buf.text(), (-1 if code is None else code), cut or code is None, over
 
@@ -263,15 +271,41 @@ class HardenedDocker(DockerEnvironment):
 
     def _size(self) -> int:
         """The container's writable layer in bytes (0 when the engine does not say)."""
-        t0 = time.monotonic()
         try:
             found = self.client.api.containers(all=True, filters={"id": self.container_id}, size=True)
         except _ENGINE_ERRORS:
             return 0
-        self._poll_s = min(DISK_POLL_MAX_S, max(DISK_POLL_S, 10 * (time.monotonic() - t0)))
         if not found:
             raise EnvironmentFailure("the instance container is gone")
-        return found[0].get("SizeRw") or 0
+        self._rw = found[0].get("SizeRw") or 0
+        return self._rw
+
+    def _halt(self) -> None:
+        """Stop every process in the container at once, its files kept. Frozen first (the cgroup freezer:
+        ~10 ms, where an exec of `kill` takes ~50 ms of writing more), then its init is killed, which
+        ends the whole PID namespace: detached and background processes too."""
+        api, cid = self.client.api, self.container_id
+        try:
+            api.pause(cid)
+        except _ENGINE_ERRORS:
+            pass  # killed below all the same
+        try:
+            api.kill(cid)
+        except _ENGINE_ERRORS:
+            try:  # an engine that does not kill a paused container
+                api.unpause(cid)
+                api.kill(cid)
+            except _ENGINE_ERRORS as e:
+                raise EnvironmentFailure(f"the container over its disk limit was not stopped: {e}") from None
+
+    def _restart(self) -> None:
+        """Start the halted container again (its layer as it was) for the harness's own commands."""
+        api, cid = self.client.api, self.container_id
+        try:
+            api.wait(cid, timeout=30)
+            api.start(cid)
+        except _ENGINE_ERRORS as e:
+            raise EnvironmentFailure(f"the container halted at its disk limit did not start again: {e}") from None
 
     def _pids(self) -> int | None:
         """Processes in the container: the engine's cgroup counter when this host can read it, else `top`."""

@@ -383,7 +383,7 @@ def test_one_command_cannot_fill_the_disk_far_past_the_limit(hostile):
     peak = h.watcher.peak_rw.get(IID[6], 0) >> 20
     print(f"burst: {six[0]['output'].strip()} s, the harness measured {mb} MB, peak seen {peak} MiB")
     assert status(h, 6) == "disk_limit"
-    # Measured while the command runs (every 0.2 s, more under load) and killed past the limit: the
-    # overshoot is what the burst writes between two measurements, here 6-35 MiB (measured only after
-    # the command, it wrote 3x the limit, 192 MiB).
-    assert max(mb, peak) < 2 * DISK_MB, (mb, peak)
+    # Measured while the command runs, sooner as the burst nears the limit, and frozen past it: the
+    # overshoot is what ~400 MB/s writes in one measurement's time, 1-5 MiB here. With a fixed 0.2 s
+    # poll and `kill` run in the container it was 16-71 MiB; measured only after the command, 128 MiB.
+    assert max(mb, peak) < DISK_MB + DISK_MB // 4, (mb, peak)
