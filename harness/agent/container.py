@@ -4,8 +4,9 @@ It is mini-swe-agent's `DockerEnvironment` (its config, template variables, seri
 submission check are the package's) with the container made by the harness:
 - no network unless the config allows it, all capabilities dropped, no-new-privileges, memory
   (without swap), pids and CPU limits, a per-file size limit and a limit on the container's writable
-  layer (measured while a command runs, as `disk.DiskWatch` schedules; past it the container is frozen,
-  killed with its init and started again for the harness's own commands), tini as PID 1 so that
+  layer (measured while a command runs, as `disk.DiskWatch` schedules, and after it; past it the
+  container is frozen, killed with its init and started again, its `sleep` anew, for the harness's
+  own commands), tini as PID 1 so that
   killed commands leave no zombies; tini and its `sleep` run as nobody, the commands as root without
   CAP_KILL, so that no command can stop the container; processes left running past half the pids
   limit are killed after each command (a fork bomb does not outlive its command);
@@ -98,7 +99,7 @@ class HardenedDocker(DockerEnvironment):
         self.container_id: str | None = None
         self.name = name
         self.on_command: Callable[[dict], None] | None = None  # sees each command's outcome (trajectories)
-        self._rw, self._rw_cost = 0, 0.0  # the writable layer's last measured size, and what measuring cost
+        self._rw = (0, time.monotonic())  # the writable layer's last measured size, and when
         self._start_container(labels)
 
     def _start_container(self, labels: dict[str, str] | None = None) -> None:  # type: ignore[override]
@@ -191,6 +192,9 @@ class HardenedDocker(DockerEnvironment):
             output["output"] += note
         size = over or self._size()
         if size > self.limits.disk_mb << 20:
+            if not over:  # grown past it since the command's last measurement: a background writer, say
+                self._halt()
+                self._restart()
             raise DiskLimitExceeded(
                 f"the container's files grew to {size >> 20} MB, over its {self.limits.disk_mb} MB disk limit"
             )
@@ -223,19 +227,20 @@ class HardenedDocker(DockerEnvironment):
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        end, over = time.monotonic() + deadline_s, 0
-        disk = DiskWatch(self.limits.disk_mb << 20, self._size, self._rw, self._rw_cost) if watch else None
+        end, over, failed = time.monotonic() + deadline_s, 0, None
+        disk = DiskWatch(self.limits.disk_mb << 20, self._size, *self._rw) if watch else None
         while reader.is_alive() and (left := end - time.monotonic()) > 0:
             reader.join(min(left, disk.wait()) if disk else left)
             if disk and reader.is_alive():
                 disk.measure()
                 if disk.over():  # one command must not fill the host's disk before it ends
                     over = disk.size
-                    self._halt()
+                    try:
+                        self._halt()
+                    except EnvironmentFailure as e:
+                        failed = e  # raised once the output stream is closed
                     reader.join(5)
                     break
-        if disk:
-            self._rw_cost = disk.cost
         cut = reader.is_alive() and not over
         if reader.is_alive():  # something detached from `timeout` still holds the output open: stop reading
             try:
@@ -247,10 +252,16 @@ class HardenedDocker(DockerEnvironment):
             sock.close()
         except OSError:
             pass
-        code = self._exit_code(ex["Id"], wait_s=0.0 if cut else 5.0)
+        if failed:
+            raise failed
         if over:
+            try:
+                code = self._exit_code(ex["Id"], wait_s=5.0)
+            except EnvironmentFailure:  # the engine may drop an exec's record when its container's init dies first
+                code = None
             self._restart()
             return buf.text(), 137 if code is None else code, False, over
+        code = self._exit_code(ex["Id"], wait_s=0.0 if cut else 5.0)
         # No exit code: it still runs (something detached held the output); it was cut off.
         return buf.text(), (-1 if code is None else code), cut or code is None, over
 
@@ -270,15 +281,15 @@ class HardenedDocker(DockerEnvironment):
             time.sleep(0.02)
 
     def _size(self) -> int:
-        """The container's writable layer in bytes (0 when the engine does not say)."""
+        """The container's writable layer in bytes (the last known size when the engine does not answer)."""
         try:
             found = self.client.api.containers(all=True, filters={"id": self.container_id}, size=True)
         except _ENGINE_ERRORS:
-            return 0
+            return self._rw[0]
         if not found:
             raise EnvironmentFailure("the instance container is gone")
-        self._rw = found[0].get("SizeRw") or 0
-        return self._rw
+        self._rw = (found[0].get("SizeRw") or 0, time.monotonic())
+        return self._rw[0]
 
     def _halt(self) -> None:
         """Stop every process in the container at once, its files kept. Frozen first (the cgroup freezer:
@@ -299,13 +310,14 @@ class HardenedDocker(DockerEnvironment):
                 raise EnvironmentFailure(f"the container over its disk limit was not stopped: {e}") from None
 
     def _restart(self) -> None:
-        """Start the halted container again (its layer as it was) for the harness's own commands."""
+        """Start the halted container again (its layer as it was) for the harness's own commands. If it
+        does not start, the worktree diff fails and says so; the instance stays the model's `disk_limit`."""
         api, cid = self.client.api, self.container_id
         try:
             api.wait(cid, timeout=30)
             api.start(cid)
-        except _ENGINE_ERRORS as e:
-            raise EnvironmentFailure(f"the container halted at its disk limit did not start again: {e}") from None
+        except _ENGINE_ERRORS:
+            pass
 
     def _pids(self) -> int | None:
         """Processes in the container: the engine's cgroup counter when this host can read it, else `top`."""

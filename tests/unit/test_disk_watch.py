@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.agent.disk import FIRST_S, MIN_S, REGULAR_S, DiskWatch
+from harness.agent.disk import FIRST_S, MAX_S, MIN_S, REGULAR_S, DiskWatch
 
 pytestmark = pytest.mark.unit
 
@@ -29,9 +29,9 @@ class Layer:
         return self.size()
 
 
-def run(layer: Layer, limit: int, until: float = 60.0, cost: float = 0.0) -> tuple[DiskWatch, list[float]]:
+def run(layer: Layer, limit: int, until: float = 60.0, since: float = 0.0) -> tuple[DiskWatch, list[float]]:
     """The command's watch loop: wait, measure, stop past the limit (or at `until`)."""
-    watch = DiskWatch(limit, layer.measure, layer.start, cost, clock=layer.clock)
+    watch = DiskWatch(limit, layer.measure, layer.size(), since, clock=layer.clock)
     waits = []
     while layer.now < until:
         waits.append(watch.wait())
@@ -46,7 +46,7 @@ def run(layer: Layer, limit: int, until: float = 60.0, cost: float = 0.0) -> tup
 def test_a_burst_is_seen_within_a_measurement_of_the_limit(cost):
     """400 MB/s of small files against 64 MB: a fixed 0.2 s poll first looked at 80 MB."""
     layer = Layer(400 * MB, cost)
-    watch, _ = run(layer, 64 * MB, cost=cost)
+    watch, _ = run(layer, 64 * MB)
     assert watch.over()
     overshoot = watch.size - 64 * MB
     print(f"cost {cost * 1000:.0f} ms: seen at {watch.size / MB:.1f} MB after {layer.count} measurements")
@@ -65,12 +65,12 @@ def test_the_first_measurement_comes_early_then_the_interval_doubles_to_the_regu
 def test_a_costly_measurement_of_a_still_layer_is_taken_at_most_every_ten_times_its_cost():
     """50,000 files cost the engine ~240 ms a walk: not measured back to back while nothing grows."""
     layer = Layer(0, 0.24, start=500 * MB)
-    watch, waits = run(layer, 4096 * MB, until=60.0, cost=0.24)
+    watch, waits = run(layer, 4096 * MB, until=60.0)
     assert not watch.over()
-    assert min(waits) >= 0.24 - 1e-6
+    assert waits[0] == FIRST_S and min(waits[1:]) >= 0.24 - 1e-6  # then as often as one takes, at most
     ramp = [i for i, w in enumerate(waits) if w < 2.4 - 1e-6]
     print(f"waits: {[round(w, 2) for w in waits[:8]]}...")
-    assert len(ramp) <= 6 and ramp == list(range(len(ramp)))  # the early ones, then every 2.4 s
+    assert len(ramp) <= 7 and ramp == list(range(len(ramp)))  # the early ones, then every 2.4 s
     assert layer.count <= len(ramp) + 60 / 2.4 + 1
 
 
@@ -81,9 +81,27 @@ def test_slow_growth_far_from_the_limit_is_measured_at_the_regular_interval():
     assert all(w == REGULAR_S for w in waits[2:])
 
 
-def test_near_the_limit_measurements_come_no_faster_than_they_take():
-    layer = Layer(400 * MB, 0.05)
-    watch, waits = run(layer, 64 * MB, cost=0.05)
+def test_near_the_limit_measurements_come_sooner_but_no_faster_than_they_take():
+    layer = Layer(100 * MB, 0.05)
+    watch, waits = run(layer, 64 * MB)
+    print(f"waits: {[round(w, 3) for w in waits]}, seen at {watch.size / MB:.1f} MB")
     assert watch.over()
-    assert min(waits) >= 0.05 - 1e-6
-    assert any(w < REGULAR_S for w in waits)  # it did come sooner than the regular interval
+    assert min(waits[1:]) >= 0.05 - 1e-6
+    # past the first ones, the regular interval would be 10 x 0.05 s: it came sooner as the limit neared
+    assert any(w < REGULAR_S for w in waits[2:])
+
+
+def test_growth_before_the_command_counts_over_the_time_it_took():
+    """10 MB written in the 30 s of the model's turn is not a burst in the command's first 0.05 s."""
+    layer = Layer(0, 0.002, start=50 * MB)
+    watch = DiskWatch(64 * MB, layer.measure, 40 * MB, since=-30.0, clock=layer.clock)
+    layer.now = watch.wait()
+    watch.measure()
+    assert watch.rate < 1 * MB
+    assert watch.wait() == 2 * FIRST_S  # the ramp, not a closer look
+
+
+def test_a_slow_measurement_delays_the_next_by_at_most_the_longest_interval():
+    layer = Layer(1 * MB, 30.0)
+    _, waits = run(layer, 4096 * MB, until=200.0)
+    assert max(waits) == MAX_S
