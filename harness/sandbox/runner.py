@@ -278,8 +278,7 @@ def _run_delay(pid):
     then the wait is its own doing and the deadline is plain wall time.
     """
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+        fields = _stat(pid)
         if int(fields[16]) > _OWN_NICE or int(fields[38]) != 0:  # nice, scheduling policy
             return None
         waits = []
@@ -294,14 +293,18 @@ def _run_delay(pid):
 _OWN_NICE = os.getpriority(os.PRIO_PROCESS, 0)
 
 
+def _stat(pid):
+    """The fields of /proc/PID/stat after the command name (which may contain spaces and parentheses)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()
+
+
 def _job_cpu(pid, am_init):
     """CPU seconds the job has used: all its processes (every one in the namespace but the runner) or the child's."""
     total = 0
     for p in [p for p in os.listdir("/proc") if p.isdigit() and p != "1"] if am_init else [pid]:
         try:
-            with open(f"/proc/{p}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+            total += sum(int(x) for x in _stat(p)[11:15])  # utime, stime, cutime, cstime
         except (OSError, ValueError, IndexError):
             pass  # exited meanwhile
     return total / os.sysconf("SC_CLK_TCK")
@@ -310,7 +313,7 @@ def _job_cpu(pid, am_init):
 def _next_deadline(pid, am_init, elapsed, timeout, state):
     """At a deadline: None if the job has had its time, else the elapsed time at which to look again.
 
-    It has had its time when its own time (elapsed minus the run-queue wait of its main process)
+    It has had its time when its own time (elapsed minus the longest run-queue wait of its threads)
     reaches the timeout, or when its processes together used that much CPU: a program whose own
     processes or threads compete for the CPU (a fork bomb) waits for itself, not for other jobs.
     """
